@@ -1,0 +1,33 @@
+# Quick start:   make run    (sets up, creates a development PKI in certs/, starts a local mailbox)
+#                make test   (sets up and runs the test suite: SQLite always, PostgreSQL when installed)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,postgres]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+certs/ca.crt: | setup
+	$(BIN)/dsf pki init certs
+
+certs/local.test/client.crt: certs/ca.crt
+	$(BIN)/dsf pki issue certs local.test --organization
+
+run: setup certs/local.test/client.crt
+	$(BIN)/dsf fhir start --config examples/local-node/node.toml
+
+test: setup
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/mailbox.py
+
+clean:
+	rm -rf $(VENV) data

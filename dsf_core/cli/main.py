@@ -1,0 +1,45 @@
+"""The ``dsf`` command: one entry point with noun-verb sub-commands.
+
+Each command group lives in its own module of this package and exposes
+``register(subparsers)``; ``GROUPS`` lists them in help order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+GROUPS: tuple[str, ...] = ("pki", "fhir")
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsf", description="dsf-py: Data Sharing Framework node tools")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND")
+    sub.required = True
+    for name in GROUPS:
+        module = importlib.import_module(f"dsf_core.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except CommandError as exc:
+        print(f"dsf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""FHIR date, dateTime and instant values as millisecond ranges.
+
+A FHIR date has a precision; ``2024-05`` stands for the whole month.  Search compares
+ranges, so every value becomes ``(low, high)`` in milliseconds since the epoch (UTC),
+both inclusive.  Values without a time zone are taken as UTC.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta
+
+_DATE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+MIN_MS = -(2**62)
+MAX_MS = 2**62
+
+
+class DateError(ValueError):
+    pass
+
+
+def _tz_offset(tz: str | None) -> timedelta:
+    if not tz or tz == "Z":
+        return timedelta(0)
+    sign = 1 if tz[0] == "+" else -1
+    hours, minutes = tz[1:].split(":")
+    return sign * timedelta(hours=int(hours), minutes=int(minutes))
+
+
+def date_range(value: str) -> tuple[int, int]:
+    """The inclusive millisecond range a FHIR date/dateTime/instant covers."""
+    match = _DATE.match(value.strip())
+    if not match:
+        raise DateError(f"not a FHIR date/dateTime: {value!r}")
+    g = match.groupdict()
+    year = int(g["y"])
+    try:
+        if g["m"] is None:
+            low = datetime(year, 1, 1, tzinfo=UTC)
+            high = datetime(year + 1, 1, 1, tzinfo=UTC)
+        elif g["d"] is None:
+            month = int(g["m"])
+            low = datetime(year, month, 1, tzinfo=UTC)
+            high = low + timedelta(days=calendar.monthrange(year, month)[1])
+        elif g["H"] is None:
+            low = datetime(year, int(g["m"]), int(g["d"]), tzinfo=UTC)
+            high = low + timedelta(days=1)
+        else:
+            fraction = g["f"] or ""
+            micro = int((fraction + "000000")[:6]) if fraction else 0
+            naive = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"] or 0), micro)
+            low = (naive - _tz_offset(g["tz"])).replace(tzinfo=UTC)
+            if g["S"] is None:
+                step = timedelta(minutes=1)
+            elif not fraction:
+                step = timedelta(seconds=1)
+            else:
+                step = timedelta(microseconds=max(1, 10 ** (6 - min(len(fraction), 6))))
+            high = low + step
+    except ValueError as exc:
+        raise DateError(f"not a valid date: {value!r} ({exc})") from exc
+    low_ms = int(low.timestamp() * 1000)
+    high_ms = max(low_ms, int(high.timestamp() * 1000) - 1)
+    return low_ms, high_ms
+
+
+def format_instant(ms: int) -> str:
+    """Milliseconds since the epoch as a FHIR instant with millisecond precision (UTC)."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+00:00"
+
+
+def format_http_date(ms: int) -> str:
+    """Milliseconds since the epoch as an HTTP date (Last-Modified)."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -1,0 +1,180 @@
+"""Search-index rows extracted from a resource when it is written.
+
+Rows are written in the same transaction as the resource version and replaced on
+every update, so search never parses stored JSON.  One row shape serves every
+parameter type::
+
+    token      system, value                      (Identifier, Coding, code, boolean)
+    string     value (as written), norm (folded)  (starts-with / contains / exact)
+    uri        value                              (canonical ``url|version`` also sets norm=url)
+    reference  system=target type, value=id       (literal);  param ``name:identifier`` rows
+               system="canonical", value, norm    for logical references and canonicals
+    date       low, high                          (inclusive millisecond range)
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from dsf_core.fhir.dates import MAX_MS, MIN_MS, DateError, date_range
+from dsf_core.fhir.search_params import SearchParam, params_for
+
+_REFERENCE = re.compile(
+    r"^(?:(?P<base>https?://[^?#]*?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/(?P<version>[A-Za-z0-9\-.]{1,64}))?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    param: str
+    system: str | None = None
+    value: str | None = None
+    norm: str | None = None
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralReference:
+    base: str | None
+    type: str
+    id: str
+    version: str | None
+
+
+def parse_reference(reference: str) -> LiteralReference | None:
+    """``Type/id``, ``Type/id/_history/v`` or an absolute URL ending like that; None otherwise."""
+    match = _REFERENCE.match(reference)
+    if not match:
+        return None
+    return LiteralReference(match["base"], match["type"], match["id"], match["version"])
+
+
+def normalize(text: str) -> str:
+    """Case- and accent-insensitive form for FHIR string search."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _split_path(path: str) -> list[tuple[str, str | None, str | None]]:
+    steps: list[tuple[str, str | None, str | None]] = []
+    i = 0
+    while i < len(path):
+        j = i
+        while j < len(path) and path[j] not in ".[":
+            j += 1
+        name = path[i:j]
+        key = val = None
+        if j < len(path) and path[j] == "[":
+            end = path.index("]", j)
+            key, val = path[j + 1 : end].split("=", 1)
+            j = end + 1
+        steps.append((name, key, val))
+        i = j + 1
+    return steps
+
+
+_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {}
+
+
+def values_at(resource: Any, path: str) -> Iterator[Any]:
+    """Every value at a dotted path; lists are flattened, ``name[key=value]`` filters."""
+    steps = _PATHS.get(path)
+    if steps is None:
+        steps = _PATHS[path] = _split_path(path)
+    current: list[Any] = [resource]
+    for name, key, val in steps:
+        nxt: list[Any] = []
+        for node in current:
+            if not isinstance(node, dict):
+                continue
+            child = node.get(name)
+            if child is None:
+                continue
+            for item in child if isinstance(child, list) else (child,):
+                if key is not None and (not isinstance(item, dict) or item.get(key) != val):
+                    continue
+                nxt.append(item)
+        current = nxt
+    yield from current
+
+
+def _token_rows(name: str, value: Any) -> Iterator[IndexRow]:
+    if isinstance(value, bool):
+        yield IndexRow(name, None, "true" if value else "false")
+    elif isinstance(value, str):
+        yield IndexRow(name, None, value)
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value.get("coding") or ():
+                yield from _token_rows(name, coding)
+        elif "code" in value:
+            yield IndexRow(name, value.get("system"), str(value["code"]))
+        elif "value" in value:
+            yield IndexRow(name, value.get("system"), str(value["value"]))
+
+
+def _reference_rows(name: str, value: Any) -> Iterator[IndexRow]:
+    if isinstance(value, str):  # canonical
+        yield IndexRow(name, "canonical", value, value.split("|", 1)[0])
+        return
+    if not isinstance(value, dict):
+        return
+    reference = value.get("reference")
+    if isinstance(reference, str):
+        literal = parse_reference(reference)
+        if literal is not None:
+            yield IndexRow(name, literal.type, literal.id, reference)
+        else:
+            yield IndexRow(name, None, reference, reference)
+    identifier = value.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value") is not None:
+        yield IndexRow(f"{name}:identifier", identifier.get("system"), str(identifier["value"]))
+
+
+def _date_rows(name: str, value: Any) -> Iterator[IndexRow]:
+    try:
+        if isinstance(value, str):
+            low, high = date_range(value)
+            yield IndexRow(name, low=low, high=high)
+        elif isinstance(value, dict) and ("start" in value or "end" in value):
+            low = date_range(value["start"])[0] if value.get("start") else MIN_MS
+            high = date_range(value["end"])[1] if value.get("end") else MAX_MS
+            yield IndexRow(name, low=low, high=high)
+    except DateError:
+        return  # structurally validated on write; an unparsable value is simply not searchable
+
+
+def rows_for_param(param: SearchParam, resource: dict[str, Any]) -> Iterator[IndexRow]:
+    for path in param.paths:
+        for value in values_at(resource, path):
+            if param.type == "token":
+                yield from _token_rows(param.name, value)
+            elif param.type == "string":
+                if isinstance(value, str):
+                    yield IndexRow(param.name, None, value, normalize(value))
+            elif param.type == "uri":
+                if isinstance(value, str):
+                    yield IndexRow(param.name, None, value, value.split("|", 1)[0])
+            elif param.type == "reference":
+                yield from _reference_rows(param.name, value)
+            elif param.type == "date":
+                yield from _date_rows(param.name, value)
+
+
+def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
+    """All search-index rows of a resource (duplicates removed)."""
+    params = params_for(resource["resourceType"])
+    seen: set[IndexRow] = set()
+    rows: list[IndexRow] = []
+    for param in params.values():
+        for row in rows_for_param(param, resource):
+            if row not in seen:
+                seen.add(row)
+                rows.append(row)
+    return rows

@@ -1,0 +1,116 @@
+"""Database schema of the mailbox, one for SQLite and PostgreSQL.
+
+* ``resources`` — every version of every resource is a row (history).  ``current``
+  marks the latest version of an id (a deletion is a version with ``deleted``), a
+  partial unique index keeps exactly one current row per (type, id).
+* ``search_index`` — rows extracted from the current version (``indexing.py``),
+  replaced in the same transaction as the write.
+* ``read_access`` — the read-access tags of each version (ALL / LOCAL / ORGANIZATION /
+  ROLE), so read filtering happens in SQL and totals are per identity.
+* ``blobs`` / ``blob_chunks`` — Binary payloads in fixed-size chunks, streamed in and
+  out and never held whole in memory.
+* ``schema_version`` — migrations applied at start-up.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+_RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("rid", _RowId, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),  # ms since epoch, UTC
+    Column("deleted", Boolean, nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("method", String(8), nullable=False),  # POST, PUT, DELETE (history entries)
+    Column("content", Text, nullable=True),  # FHIR JSON; NULL for deletions
+    Column("blob_id", String(64), nullable=True),  # Binary payload
+    UniqueConstraint("type", "id", "version", name="ux_resources_version"),
+    Index(
+        "ux_resources_current",
+        "type",
+        "id",
+        unique=True,
+        sqlite_where=text("current"),
+        postgresql_where=text("current"),
+    ),
+    Index("ix_resources_type_lu", "type", "current", "last_updated"),
+    Index("ix_resources_lu", "last_updated"),
+)
+
+search_index = Table(
+    "search_index",
+    metadata,
+    Column("rid", _RowId, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("system", Text, nullable=True),
+    Column("value", Text, nullable=True),
+    Column("norm", Text, nullable=True),
+    Column("low", BigInteger, nullable=True),
+    Column("high", BigInteger, nullable=True),
+    Index("ix_search_value", "type", "param", "value"),
+    Index("ix_search_norm", "type", "param", "norm"),
+    Index("ix_search_rid", "rid"),
+)
+
+read_access = Table(
+    "read_access",
+    metadata,
+    Column("rid", _RowId, nullable=False),
+    Column("access", String(16), nullable=False),  # ALL, LOCAL, ORGANIZATION, ROLE
+    Column("organization", Text, nullable=True),  # ORGANIZATION: organization identifier value
+    Column("parent", Text, nullable=True),  # ROLE: parent organization identifier value
+    Column("role_system", Text, nullable=True),
+    Column("role_code", Text, nullable=True),
+    Index("ix_read_access_rid", "rid"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
+
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied", BigInteger, nullable=False),
+)

@@ -1,0 +1,488 @@
+"""Versioned resource storage on SQLite or PostgreSQL (SQLAlchemy 2 async, Core).
+
+``Store.write()`` opens one write transaction (``WriteTx``); everything done in it —
+resource versions, search-index rows, read-access rows, blob links — commits or rolls
+back together.  Events for subscriptions are published only after commit.
+
+Concurrency: SQLite has one writer, so writes of a process are serialised by an
+asyncio lock (and ``BEGIN IMMEDIATE`` guards against other processes).  On PostgreSQL
+writers run concurrently; uniqueness checks take ``pg_advisory_xact_lock`` on the
+key they protect (``WriteTx.lock``) so two transactions cannot both see "absent",
+and the current row of an id is locked ``FOR UPDATE`` before a new version is added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, and_, delete, event, insert, select, text, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dsf_core.errors import Conflict, PreconditionFailed
+from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.indexing import index_rows
+from dsf_core.fhir.read_access import read_access_of
+from dsf_core.fhir.storage import schema
+from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]  # milliseconds since the epoch
+
+
+def system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One stored version of a resource."""
+
+    rid: int
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    deleted: bool
+    method: str
+    content: str | None
+    blob_id: str | None = None
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        if self.content is None:
+            raise ValueError(f"{self.type}/{self.id} version {self.version} is a deletion")
+        return orjson.loads(self.content)  # type: ignore[no-any-return]
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def reference(self) -> str:
+        return f"{self.type}/{self.id}"
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Stored:
+        m = row._mapping
+        return cls(
+            m["rid"], m["type"], m["id"], m["version"], m["last_updated"], m["deleted"], m["method"], m["content"], m["blob_id"]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceEvent:
+    """A committed write, for websocket subscriptions."""
+
+    method: str  # POST, PUT, DELETE
+    stored: Stored
+
+
+RESOURCE_COLUMNS = (
+    resources.c.rid,
+    resources.c.type,
+    resources.c.id,
+    resources.c.version,
+    resources.c.last_updated,
+    resources.c.deleted,
+    resources.c.method,
+    resources.c.content,
+    resources.c.blob_id,
+)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept SQLAlchemy URLs, plain ``postgresql://`` and Java-style ``jdbc:postgresql://``."""
+    if url.startswith("jdbc:"):
+        url = url[len("jdbc:") :]
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        url = "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+class ReadTx:
+    """Reads inside one database transaction."""
+
+    def __init__(self, store: Store, conn: AsyncConnection) -> None:
+        self.store = store
+        self.conn = conn
+
+    @property
+    def dialect(self) -> str:
+        return self.store.dialect
+
+    async def rows(self, stmt: Select[Any]) -> Sequence[Row[Any]]:
+        return (await self.conn.execute(stmt)).all()
+
+    async def current(self, type_: str, id_: str, *, for_update: bool = False) -> Stored | None:
+        """The current version (possibly a deletion) of an id, or None if it never existed."""
+        stmt = select(*RESOURCE_COLUMNS).where(resources.c.type == type_, resources.c.id == id_, resources.c.current)
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return Stored.from_row(row) if row else None
+
+    async def version(self, type_: str, id_: str, version: int) -> Stored | None:
+        stmt = select(*RESOURCE_COLUMNS).where(
+            resources.c.type == type_, resources.c.id == id_, resources.c.version == version
+        )
+        row = (await self.conn.execute(stmt)).first()
+        return Stored.from_row(row) if row else None
+
+    async def by_rids(self, rids: Sequence[int]) -> list[Stored]:
+        if not rids:
+            return []
+        result = await self.conn.execute(select(*RESOURCE_COLUMNS).where(resources.c.rid.in_(list(rids))))
+        by_rid = {row.rid: Stored.from_row(row) for row in result}
+        return [by_rid[r] for r in rids if r in by_rid]
+
+    async def blob_size(self, blob_id: str) -> int:
+        size = (await self.conn.execute(select(blobs.c.size).where(blobs.c.blob_id == blob_id))).scalar()
+        return int(size or 0)
+
+
+class WriteTx(ReadTx):
+    """A write transaction; all-or-nothing."""
+
+    def __init__(self, store: Store, conn: AsyncConnection) -> None:
+        super().__init__(store, conn)
+        self.events: list[ResourceEvent] = []
+        self._locked: set[str] = set()
+
+    async def lock(self, key: str) -> None:
+        """Serialise transactions that check-then-write the same uniqueness key (PostgreSQL)."""
+        if self.dialect != "postgresql" or key in self._locked:
+            return
+        self._locked.add(key)
+        await self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+    def _stamp(self, resource: dict[str, Any], id_: str, version: int, ts: int) -> str:
+        meta = resource.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
+        # resourceType, id and meta first, as FHIR servers render them
+        stamped: dict[str, Any] = {
+            "resourceType": resource["resourceType"],
+            "id": id_,
+            "meta": {"versionId": str(version), "lastUpdated": format_instant(ts)}
+            | {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")},
+        }
+        stamped.update((k, v) for k, v in resource.items() if k not in ("resourceType", "id", "meta"))
+        resource.clear()
+        resource.update(stamped)
+        return orjson.dumps(resource).decode()
+
+    async def _insert_version(
+        self, resource: dict[str, Any], id_: str, version: int, method: str, blob_id: str | None
+    ) -> Stored:
+        type_ = resource["resourceType"]
+        ts = self.store.next_timestamp()
+        content = self._stamp(resource, id_, version, ts)
+        rid = (
+            await self.conn.execute(
+                insert(resources)
+                .values(
+                    type=type_,
+                    id=id_,
+                    version=version,
+                    last_updated=ts,
+                    deleted=False,
+                    current=True,
+                    method=method,
+                    content=content,
+                    blob_id=blob_id,
+                )
+                .returning(resources.c.rid)
+            )
+        ).scalar_one()
+        idx = [
+            {
+                "rid": rid,
+                "type": type_,
+                "param": r.param,
+                "system": r.system,
+                "value": r.value,
+                "norm": r.norm,
+                "low": r.low,
+                "high": r.high,
+            }
+            for r in index_rows(resource)
+        ]
+        if idx:
+            await self.conn.execute(insert(search_index), idx)
+        access = [
+            {
+                "rid": rid,
+                "access": a.access,
+                "organization": a.organization,
+                "parent": a.parent,
+                "role_system": a.role_system,
+                "role_code": a.role_code,
+            }
+            for a in read_access_of(resource)
+        ]
+        if access:
+            await self.conn.execute(insert(read_access), access)
+        stored = Stored(rid, type_, id_, version, ts, False, method, content, blob_id)
+        self.events.append(ResourceEvent(method, stored))
+        return stored
+
+    async def _retire(self, previous: Stored) -> None:
+        await self.conn.execute(update(resources).where(resources.c.rid == previous.rid).values(current=False))
+        await self.conn.execute(delete(search_index).where(search_index.c.rid == previous.rid))
+
+    async def create(self, resource: dict[str, Any], *, id_: str | None = None, blob_id: str | None = None) -> Stored:
+        """Store version 1 of a new resource (a fresh UUID unless ``id_`` is given)."""
+        new_id = id_ or str(uuid.uuid4())
+        if id_ is not None and await self.current(resource["resourceType"], new_id) is not None:
+            raise Conflict(f"{resource['resourceType']}/{new_id} exists already")
+        return await self._insert_version(resource, new_id, 1, "POST", blob_id)
+
+    async def update(
+        self,
+        resource: dict[str, Any],
+        id_: str,
+        *,
+        expected_version: int | None = None,
+        blob_id: str | None = None,
+        keep_blob: bool = True,
+    ) -> Stored:
+        """Store a new version of an existing id (a deleted id is revived, as FHIR allows)."""
+        type_ = resource["resourceType"]
+        previous = await self.current(type_, id_, for_update=True)
+        if previous is None:
+            raise Conflict(f"{type_}/{id_} does not exist")
+        if expected_version is not None and previous.version != expected_version:
+            raise PreconditionFailed(
+                f"version conflict: {type_}/{id_} is at version {previous.version}, If-Match asked for {expected_version}"
+            )
+        await self._retire(previous)
+        if blob_id is None and keep_blob:
+            blob_id = previous.blob_id
+        return await self._insert_version(resource, id_, previous.version + 1, "PUT", blob_id)
+
+    async def delete(self, type_: str, id_: str) -> Stored | None:
+        """Logical delete: a deletion version becomes current.  None if there was nothing to delete."""
+        previous = await self.current(type_, id_, for_update=True)
+        if previous is None or previous.deleted:
+            return None
+        await self._retire(previous)
+        ts = self.store.next_timestamp()
+        version = previous.version + 1
+        rid = (
+            await self.conn.execute(
+                insert(resources)
+                .values(
+                    type=type_,
+                    id=id_,
+                    version=version,
+                    last_updated=ts,
+                    deleted=True,
+                    current=True,
+                    method="DELETE",
+                    content=None,
+                    blob_id=None,
+                )
+                .returning(resources.c.rid)
+            )
+        ).scalar_one()
+        stored = Stored(rid, type_, id_, version, ts, True, "DELETE", None, None)
+        self.events.append(ResourceEvent("DELETE", stored))
+        return stored
+
+    async def permanent_delete(self, type_: str, id_: str) -> int:
+        """Remove every version of an id, its index rows and its payloads.  Returns the versions removed."""
+        rows = (
+            await self.conn.execute(
+                select(resources.c.rid, resources.c.blob_id).where(resources.c.type == type_, resources.c.id == id_)
+            )
+        ).all()
+        rids = [r.rid for r in rows]
+        blob_ids = {r.blob_id for r in rows if r.blob_id}
+        if not rids:
+            return 0
+        await self.conn.execute(delete(search_index).where(search_index.c.rid.in_(rids)))
+        await self.conn.execute(delete(read_access).where(read_access.c.rid.in_(rids)))
+        await self.conn.execute(delete(resources).where(resources.c.rid.in_(rids)))
+        for blob_id in blob_ids:
+            await self.conn.execute(delete(blob_chunks).where(blob_chunks.c.blob_id == blob_id))
+            await self.conn.execute(delete(blobs).where(blobs.c.blob_id == blob_id))
+        return len(rids)
+
+
+@dataclass
+class Store:
+    """The mailbox's resource store.  Create with ``await Store.open(url)``."""
+
+    engine: AsyncEngine
+    dialect: str
+    clock: Clock = system_clock
+    listeners: list[Callable[[ResourceEvent], None]] = field(default_factory=list)
+    _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _last_ts: int = 0
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5) -> Store:
+        url = normalize_database_url(url)
+        if url.startswith("sqlite"):
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=10)
+            _configure_sqlite(engine)
+            dialect = "sqlite"
+        else:
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            dialect = "postgresql"
+        store = cls(engine, dialect, clock)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def next_timestamp(self) -> int:
+        """Strictly increasing write time in ms, so ``_lastUpdated=gt<t>`` never skips a write of this process."""
+        ts = max(self.clock(), self._last_ts + 1)
+        self._last_ts = ts
+        return ts
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Two workers starting together must not both create the schema.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+            await conn.run_sync(schema.metadata.create_all)
+            current = (await conn.execute(select(schema.schema_version.c.version))).scalars().all()
+            if schema.SCHEMA_VERSION not in current:
+                await conn.execute(
+                    insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
+                )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[ReadTx]:
+        async with self.engine.connect() as conn:
+            yield ReadTx(self, conn)
+            await conn.rollback()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WriteTx]:
+        if self.dialect == "sqlite":
+            async with self._write_lock:
+                async with self.engine.connect() as conn:
+                    conn = await conn.execution_options(sqlite_immediate=True)
+                    tx = WriteTx(self, conn)
+                    async with conn.begin():
+                        yield tx
+                    self._publish(tx.events)
+        else:
+            async with self.engine.connect() as conn:
+                tx = WriteTx(self, conn)
+                async with conn.begin():
+                    yield tx
+                self._publish(tx.events)
+
+    def _publish(self, events: list[ResourceEvent]) -> None:
+        for ev in events:
+            for listener in list(self.listeners):
+                try:
+                    listener(ev)
+                except Exception:  # a broken listener must not undo a committed write
+                    log.exception("resource event listener failed")
+
+    # --- blobs -----------------------------------------------------------------------
+
+    async def write_blob(self, chunks: AsyncIterator[bytes], *, chunk_size: int = 1024 * 1024) -> tuple[str, int]:
+        """Stream a payload into chunk rows, committing batch by batch so memory stays bounded.
+
+        The blob is invisible until a resource version links it; a failed upload deletes it.
+        """
+        blob_id = uuid.uuid4().hex
+        async with self.write() as tx:
+            await tx.conn.execute(
+                insert(blobs).values(blob_id=blob_id, size=0, chunk_size=chunk_size, complete=False, created=self.clock())
+            )
+        size = 0
+        seq = 0
+        buffer = bytearray()
+        try:
+            async for piece in chunks:
+                buffer.extend(piece)
+                while len(buffer) >= chunk_size:
+                    await self._write_chunk(blob_id, seq, bytes(buffer[:chunk_size]))
+                    del buffer[:chunk_size]
+                    seq += 1
+                    size += chunk_size
+            if buffer:
+                await self._write_chunk(blob_id, seq, bytes(buffer))
+                size += len(buffer)
+            async with self.write() as tx:
+                await tx.conn.execute(update(blobs).where(blobs.c.blob_id == blob_id).values(size=size, complete=True))
+        except BaseException:
+            await self.delete_blob(blob_id)
+            raise
+        return blob_id, size
+
+    async def _write_chunk(self, blob_id: str, seq: int, data: bytes) -> None:
+        async with self.write() as tx:
+            await tx.conn.execute(insert(blob_chunks).values(blob_id=blob_id, seq=seq, data=data))
+
+    async def delete_blob(self, blob_id: str) -> None:
+        async with self.write() as tx:
+            await tx.conn.execute(delete(blob_chunks).where(blob_chunks.c.blob_id == blob_id))
+            await tx.conn.execute(delete(blobs).where(blobs.c.blob_id == blob_id))
+
+    async def read_blob(self, blob_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield bytes ``start`` .. ``end`` (inclusive) of a payload, one chunk row at a time."""
+        async with self.read() as tx:
+            meta = (await tx.conn.execute(select(blobs).where(blobs.c.blob_id == blob_id))).first()
+        if meta is None:
+            return
+        size, chunk_size = int(meta.size), int(meta.chunk_size)
+        last = size - 1 if end is None else min(end, size - 1)
+        if size == 0 or start > last:
+            return
+        seq = start // chunk_size
+        while seq * chunk_size <= last:
+            async with self.read() as tx:
+                data = (
+                    await tx.conn.execute(
+                        select(blob_chunks.c.data).where(
+                            and_(blob_chunks.c.blob_id == blob_id, blob_chunks.c.seq == seq)
+                        )
+                    )
+                ).scalar()
+            if data is None:
+                raise RuntimeError(f"blob {blob_id} is missing chunk {seq}")
+            offset = seq * chunk_size
+            lo = max(start - offset, 0)
+            hi = min(last - offset, len(data) - 1)
+            yield bytes(data[lo : hi + 1])
+            seq += 1
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN IMMEDIATE can be issued for writes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,108 @@
+"""The mailbox application: app factory and a runner for one server.
+
+Resources are owned by ``cleanup_ctx`` entries so teardown runs exactly for what
+started: the store (database engine), the identity resolver and the websocket
+subscription manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from dsf_core import pki
+from dsf_core.fhir.storage.store import Clock, Store, system_clock
+from dsf_core.server import keys
+from dsf_core.server.identify import IdentityResolver
+from dsf_core.server.initial import load_initial
+from dsf_core.server.middleware import errors_middleware, identity_middleware
+from dsf_core.server.routes import add_routes
+from dsf_core.server.websocket import SubscriptionManager
+from dsf_core.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, identity_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.database_url.startswith("sqlite"):
+            settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.database_url, clock=clock)
+        app[keys.STORE] = store
+        app[keys.RESOLVER] = IdentityResolver(settings, store)
+        try:
+            await load_initial(settings, store)
+            manager = SubscriptionManager(store)
+            await manager.load()
+            app[keys.SUBSCRIPTIONS] = manager
+            yield
+            await manager.close()
+        finally:
+            await store.close()
+
+    app.cleanup_ctx.append(store_ctx)
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        return await request.app[keys.SUBSCRIPTIONS].handle(request)
+
+    base = settings.base_path
+    app.router.add_get(base + "/ws", ws_handler)
+    add_routes(app, base)
+    return app
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if tls.certificate is None:
+        return None
+    password = str(tls.private_key_password).encode() if tls.private_key_password else None
+    require = tls.require_client_certificate and settings.node.mode == "dsf" and not settings.auth.trusted_proxies
+    if settings.node.mode == "store" and settings.auth.store_auth == "certificate":
+        require = True
+    try:
+        return pki.server_ssl_context(
+            Path(tls.certificate),
+            Path(tls.private_key) if tls.private_key else None,
+            trust_cafile=Path(tls.trust_client_cas) if tls.trust_client_cas else None,
+            password=password,
+            require_client_cert=require,
+        )
+    except pki.PkiError as exc:
+        raise SettingsError(f"tls: {exc}") from None
+
+
+class Mailbox:
+    """One running mailbox server (used by ``dsf fhir start``, the test harness and benchmarks)."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.app = create_app(settings, clock=clock)
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        await self.runner.setup()
+        context = server_ssl_context(self.settings)
+        if sock is not None:
+            site: web.BaseSite = web.SockSite(self.runner, sock, ssl_context=context)
+        else:
+            site = web.TCPSite(self.runner, self.settings.server.host, self.settings.server.port, ssl_context=context)
+        await site.start()
+        log.info("FHIR mailbox listening on %s (base URL %s)", site.name, self.settings.server.base_url)
+
+    @property
+    def store(self) -> Store:
+        return self.app[keys.STORE]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()

@@ -1,0 +1,98 @@
+"""Searchset and history Bundles, assembled from stored JSON without parsing it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.search import SearchRequest, SearchResult
+from dsf_core.fhir.storage.store import Stored
+from dsf_core.errors import operation_outcome
+
+
+def _entry(base_url: str, stored: Stored, mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base_url}/{stored.type}/{stored.id}",
+        "resource": orjson.Fragment(stored.content or "{}"),
+        "search": {"mode": mode},
+    }
+
+
+def _link(url: str, params: Sequence[tuple[str, str]], **extra: Any) -> str:
+    query = list(params) + [(k, str(v)) for k, v in extra.items()]
+    return f"{url}?{urlencode(query, safe='|:,/')}" if query else url
+
+
+def paging_links(url: str, echo: Sequence[tuple[str, str]], total: int, count: int, page: int) -> list[dict[str, str]]:
+    links = [{"relation": "self", "url": _link(url, echo, _page=page) if count else _link(url, echo)}]
+    if count <= 0:
+        return links
+    last = max(1, -(-total // count))
+    links.append({"relation": "first", "url": _link(url, echo, _page=1)})
+    if page > 1:
+        links.append({"relation": "previous", "url": _link(url, echo, _page=min(page - 1, last))})
+    if page < last:
+        links.append({"relation": "next", "url": _link(url, echo, _page=page + 1)})
+    links.append({"relation": "last", "url": _link(url, echo, _page=last)})
+    return links
+
+
+def searchset(base_url: str, request: SearchRequest, result: SearchResult, now_ms: int) -> dict[str, Any]:
+    url = f"{base_url}/{request.type}"
+    count = 0 if request.summary_count else request.count
+    entries: list[dict[str, Any]] = [_entry(base_url, s, "match") for s in result.matches]
+    entries += [_entry(base_url, s, "include") for s in result.included]
+    if request.unsupported:
+        outcome = operation_outcome(
+            "unsupported search parameters ignored: " + ", ".join(request.unsupported),
+            issue_code="not-supported",
+            severity="warning",
+        )
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": format_instant(now_ms)},
+        "type": "searchset",
+        "total": result.total,
+        "link": paging_links(url, request.echo, result.total, count, request.page),
+    }
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def history(
+    base_url: str, path: str, entries: Sequence[Stored], total: int, count: int, page: int, echo: Sequence[tuple[str, str]], now_ms: int
+) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    for s in entries:
+        item: dict[str, Any] = {"fullUrl": f"{base_url}/{s.type}/{s.id}"}
+        if s.content is not None:
+            item["resource"] = orjson.Fragment(s.content)
+        item["request"] = {
+            "method": s.method,
+            "url": f"{s.type}/{s.id}" if s.method != "PUT" and s.method != "DELETE" else f"{s.type}/{s.id}",
+        }
+        item["response"] = {
+            "status": {"POST": "201 Created", "PUT": "200 OK", "DELETE": "200 OK"}.get(s.method, "200 OK"),
+            "etag": s.etag,
+            "lastModified": format_instant(s.last_updated),
+        }
+        items.append(item)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": format_instant(now_ms)},
+        "type": "history",
+        "total": total,
+        "link": paging_links(f"{base_url}{path}", echo, total, count, page),
+    }
+    if items:
+        bundle["entry"] = items
+    return bundle

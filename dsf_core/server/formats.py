@@ -1,0 +1,125 @@
+"""Content negotiation and rendering: FHIR JSON and XML in and out.
+
+Stored resources are JSON text; JSON responses embed it unparsed (``orjson.Fragment``),
+XML responses convert it.  With ``*/*`` the default is FHIR XML, as the Java DSF does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from dsf_core.errors import InvalidRequest, UnsupportedMediaType
+from dsf_core.fhir.xml import FhirXmlError, parse_xml, to_xml
+
+Kind = Literal["json", "xml"]
+
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "json")
+XML_TYPES = ("application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml", "xml")
+HTML_TYPES = ("text/html", "html")
+MIME = {"json": "application/fhir+json", "xml": "application/fhir+xml"}
+
+
+@dataclass(frozen=True)
+class Format:
+    kind: Kind
+    pretty: bool = False
+
+    @property
+    def content_type(self) -> str:
+        return f"{MIME[self.kind]};charset=utf-8"
+
+
+def _kind_of(media_type: str) -> Kind | None:
+    media_type = media_type.split(";", 1)[0].strip().lower()
+    if media_type in JSON_TYPES or media_type in HTML_TYPES:
+        return "json"
+    if media_type in XML_TYPES:
+        return "xml"
+    return None
+
+
+def negotiate(query: Mapping[str, str], accept: str | None) -> Format:
+    pretty = query.get("_pretty", "false").lower() == "true"
+    fmt = query.get("_format")
+    if fmt:
+        kind = _kind_of(fmt)
+        if kind is None:
+            raise UnsupportedMediaType(f"unsupported _format {fmt!r}")
+        return Format(kind, pretty or fmt in HTML_TYPES)
+    if accept:
+        ranked = []
+        for i, part in enumerate(accept.split(",")):
+            media, _, params = part.partition(";")
+            q = 1.0
+            for p in params.split(";"):
+                k, _, v = p.strip().partition("=")
+                if k == "q":
+                    try:
+                        q = float(v)
+                    except ValueError:
+                        q = 0.0
+            ranked.append((-q, i, media.strip()))
+        for _, _, media in sorted(ranked):
+            kind = _kind_of(media)
+            if kind is not None:
+                return Format(kind, pretty or media.strip().lower() == "text/html")
+    return Format("xml", pretty)
+
+
+def request_format(request: web.Request) -> Format:
+    try:
+        return negotiate(request.query, request.headers.get("Accept"))
+    except UnsupportedMediaType:
+        return Format("json")
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A FHIR resource from a request body; 400 for malformed content, 415 for other media types."""
+    kind = _kind_of(content_type or "")
+    if kind is None:
+        raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r}; use application/fhir+json or application/fhir+xml")
+    if not body.strip():
+        raise InvalidRequest("empty request body")
+    if kind == "json":
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"malformed JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise InvalidRequest("JSON body is not an object")
+        if not isinstance(value.get("resourceType"), str):
+            raise InvalidRequest("resourceType missing")
+        return value
+    try:
+        return parse_xml(body)
+    except FhirXmlError as exc:
+        raise InvalidRequest(f"malformed XML: {exc}") from None
+
+
+def dumps(value: Any, fmt: Format) -> bytes:
+    """A JSON value (which may contain ``orjson.Fragment``s of stored JSON) in the requested format."""
+    if fmt.kind == "json":
+        if fmt.pretty:
+            # Fragments cannot be indented; round-trip once for pretty output.
+            return orjson.dumps(orjson.loads(orjson.dumps(value)), option=orjson.OPT_INDENT_2)
+        return orjson.dumps(value)
+    return to_xml(orjson.loads(orjson.dumps(value)), pretty=fmt.pretty)
+
+
+def stored_body(content: str, fmt: Format) -> bytes:
+    if fmt.kind == "json" and not fmt.pretty:
+        return content.encode()
+    return dumps(orjson.Fragment(content), fmt)
+
+
+def fhir_response(body: bytes | None, fmt: Format, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = web.Response(body=body, status=status, headers=dict(headers or {}))
+    if body is not None:
+        response.content_type = MIME[fmt.kind]
+        response.charset = "utf-8"
+    return response

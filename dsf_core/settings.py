@@ -1,0 +1,281 @@
+"""Node settings: one frozen, typed object built once at start-up.
+
+Sources, later ones win:
+
+1. defaults below;
+2. a TOML file (``dsf fhir start --config node.toml``), one table per section;
+3. environment variables ``DSF_<SECTION>_<KEY>`` (e.g. ``DSF_DATABASE_URL``) and, where the
+   Java DSF has an equivalent, its ``DEV_DSF_*`` name (``JAVA_ALIASES``);
+4. for every setting ``X`` also ``X_FILE``: the value is read from that file (secrets, Docker
+   style), trailing newline stripped.
+
+Relative paths in the file are resolved against the file's directory.  Secrets are masked
+in ``repr``.  Nothing reads ``os.environ`` after start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the source and the key."""
+
+
+class Secret(str):
+    """A string whose repr never shows the value."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    mode: Literal["dsf", "store"] = "dsf"
+    data_dir: Path = Path("data")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: External base URL of the FHIR API, e.g. https://dsf.example.org/fhir; its path is the base path.
+    base_url: str = "https://localhost:8443/fhir"
+    page_count: int = 20
+    max_page_count: int = 1000
+    #: Largest FHIR request body accepted (413 above it); raw Binary uploads have their own limit.
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_binary_bytes: int = 0  # 0 = unlimited
+    websocket_ping_seconds: float = 28.0
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    #: Server certificate and key (PEM, or PKCS#12 in certificate with no private_key).
+    certificate: Path | None = None
+    private_key: Path | None = None
+    private_key_password: Secret | None = None
+    #: CA certificates that issue acceptable client certificates (PEM bundle).
+    trust_client_cas: Path | None = None
+    require_client_certificate: bool = True
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    #: Reverse-proxy mode: the client certificate comes from this header (PEM, URL-encoded PEM or base64 DER) ...
+    client_certificate_header: str = "X-ClientCert"
+    #: ... but only when the request comes from one of these addresses (empty: proxy mode off).
+    trusted_proxies: tuple[str, ...] = ()
+    #: Data-store mode only: none, basic, bearer or certificate.
+    store_auth: Literal["none", "basic", "bearer", "certificate"] = "none"
+    store_username: str | None = None
+    store_password: Secret | None = None
+    store_bearer_token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class OrganizationSettings:
+    #: Identifier value (system http://dsf.dev/sid/organization-identifier) of the local organisation.
+    identifier: str = ""
+    #: The organisation's client certificate; its SHA-512 thumbprint goes into the local Organization.
+    client_certificate: Path | None = None
+    client_private_key: Path | None = None
+    client_private_key_password: Secret | None = None
+    #: Overrides the thumbprint computed from client_certificate.
+    thumbprint: str | None = None
+    endpoint_identifier: str | None = None
+    name: str | None = None
+    #: Optional allow-list bundle (transaction, JSON or XML) loaded at every start.
+    init_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    #: SQLAlchemy URL; sqlite (default, under data_dir) or postgresql (postgresql://user:pass@host/db).
+    url: str | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    organization: OrganizationSettings = field(default_factory=OrganizationSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            url = self.database.url
+            if self.database.password and "@" in url and ":" not in url.split("://", 1)[1].split("@", 1)[0]:
+                scheme, rest = url.split("://", 1)
+                user, host = rest.split("@", 1)
+                url = f"{scheme}://{user}:{self.database.password}@{host}"
+            return url
+        return f"sqlite+aiosqlite:///{(self.node.data_dir / 'fhir.sqlite').resolve()}"
+
+    @property
+    def base_path(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.server.base_url).path.rstrip("/")
+
+
+# Java DSF environment names that map onto ours (section, key).
+JAVA_ALIASES: dict[str, tuple[str, str]] = {
+    "DEV_DSF_FHIR_SERVER_BASE_URL": ("server", "base_url"),
+    "DEV_DSF_FHIR_SERVER_PAGE_COUNT": ("server", "page_count"),
+    "DEV_DSF_SERVER_API_HOST": ("server", "host"),
+    "DEV_DSF_SERVER_API_PORT": ("server", "port"),
+    "DEV_DSF_FHIR_SERVER_ORGANIZATION_IDENTIFIER_VALUE": ("organization", "identifier"),
+    "DEV_DSF_FHIR_SERVER_ORGANIZATION_THUMBPRINT": ("organization", "thumbprint"),
+    "DEV_DSF_FHIR_SERVER_INIT_BUNDLE": ("organization", "init_bundle"),
+    "DEV_DSF_FHIR_CLIENT_CERTIFICATE": ("organization", "client_certificate"),
+    "DEV_DSF_FHIR_CLIENT_CERTIFICATE_PRIVATE_KEY": ("organization", "client_private_key"),
+    "DEV_DSF_FHIR_CLIENT_CERTIFICATE_PRIVATE_KEY_PASSWORD": ("organization", "client_private_key_password"),
+    "DEV_DSF_FHIR_DB_URL": ("database", "url"),
+    "DEV_DSF_FHIR_DB_USER_PASSWORD": ("database", "password"),
+    "DEV_DSF_SERVER_AUTH_TRUST_CLIENT_CERTIFICATE_CAS": ("tls", "trust_client_cas"),
+    "DEV_DSF_SERVER_AUTH_CLIENT_CERTIFICATE_HEADER": ("auth", "client_certificate_header"),
+}
+
+
+def _convert(value: Any, hint: Any, where: str, base_dir: Path | None) -> Any:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if value is None:
+        return None
+    if origin is Literal:
+        if value not in args:
+            raise SettingsError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if args and type(None) in args:  # Optional[X]
+        inner = [a for a in args if a is not type(None)][0]
+        if value == "":
+            return None
+        return _convert(value, inner, where, base_dir)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes", "on"):
+            return True
+        if str(value).lower() in ("false", "0", "no", "off"):
+            return False
+        raise SettingsError(f"{where}: must be true or false, got {value!r}")
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: must be a number, got {value!r}") from None
+    if hint is Path:
+        path = Path(str(value)).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return path
+    if hint is Secret:
+        return Secret(str(value))
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where}: must be a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise SettingsError(f"{where}: must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _read_file_value(path: str, where: str) -> str:
+    try:
+        return Path(path).read_text().rstrip("\n")
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+def load_settings(config: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from an optional TOML file and the environment."""
+    env = dict(os.environ if environ is None else environ)
+    raw: dict[str, dict[str, Any]] = {}
+    base_dir: Path | None = None
+    if config is not None:
+        try:
+            raw = tomllib.loads(config.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"config file {config} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{config}: {exc}") from None
+        base_dir = config.resolve().parent
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Settings)
+    for section_field in fields(Settings):
+        section_cls = hints[section_field.name]
+        section_hints = get_type_hints(section_cls)
+        section_raw = raw.get(section_field.name, {})
+        if not isinstance(section_raw, dict):
+            raise SettingsError(f"{config}: [{section_field.name}] must be a table")
+        known = {f.name for f in fields(section_cls)}
+        for key in section_raw:
+            if key.removesuffix("_file") not in known:
+                raise SettingsError(f"{config}: unknown setting {section_field.name}.{key}")
+        values: dict[str, Any] = {}
+        for f in fields(section_cls):
+            where = f"{config}: {section_field.name}.{f.name}" if config else f"{section_field.name}.{f.name}"
+            value: Any = dataclasses.MISSING
+            value_dir = base_dir
+            if f.name in section_raw:
+                value = section_raw[f.name]
+            elif f.name + "_file" in section_raw:
+                value = _read_file_value(str(section_raw[f.name + "_file"]), where)
+            names = [f"DSF_{section_field.name}_{f.name}".upper()]
+            names += [java for java, target in JAVA_ALIASES.items() if target == (section_field.name, f.name)]
+            for name in names:
+                if name in env:
+                    value, where, value_dir = env[name], f"environment {name}", Path.cwd()
+                elif name + "_FILE" in env:
+                    value = _read_file_value(env[name + "_FILE"], f"environment {name}_FILE")
+                    where, value_dir = f"environment {name}_FILE", Path.cwd()
+                else:
+                    continue
+                break
+            if value is dataclasses.MISSING:
+                continue
+            values[f.name] = _convert(value, section_hints[f.name], where, value_dir)
+        sections[section_field.name] = section_cls(**values)
+    settings = Settings(**sections)
+    _check(settings, config)
+    return settings
+
+
+def _check(settings: Settings, config: Path | None) -> None:
+    source = str(config) if config else "settings"
+    if settings.node.mode == "dsf" and not settings.organization.identifier:
+        raise SettingsError(f"{source}: organization.identifier is required (DSF_ORGANIZATION_IDENTIFIER)")
+    if not settings.server.base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"{source}: server.base_url must be an http(s) URL, got {settings.server.base_url!r}")
+    if settings.auth.store_auth == "basic" and not (settings.auth.store_username and settings.auth.store_password):
+        raise SettingsError(f"{source}: auth.store_auth = basic needs auth.store_username and auth.store_password")
+    if settings.auth.store_auth == "bearer" and not settings.auth.store_bearer_token:
+        raise SettingsError(f"{source}: auth.store_auth = bearer needs auth.store_bearer_token")
+
+
+def documented_settings() -> list[tuple[str, str, Any]]:
+    """(name, type, default) of every setting, for generated docs and the doc test."""
+    out = []
+    hints = get_type_hints(Settings)
+    for section_field in fields(Settings):
+        section_cls = hints[section_field.name]
+        section_hints = get_type_hints(section_cls)
+        for f in fields(section_cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out.append((f"{section_field.name}.{f.name}", str(section_hints[f.name]), default))
+    return out
