@@ -71,7 +71,19 @@ Leniency
 
 Child order is not enforced when parsing (only duplicates of non-repeating elements are
 errors); attributes in foreign namespaces (``xsi:schemaLocation``) are ignored; XML
-comments are dropped; a JSON ``fhir_comments`` property is ignored when writing.
+comments are dropped; a JSON ``fhir_comments`` property is ignored when writing; a
+Narrative ``div`` string without ``xmlns`` is taken to be XHTML.
+
+Limitations
+===========
+
+* The element tables are R4B (``fhir.resources`` has no R4 package): elements that exist
+  only in R4 are "unknown".  None of the resources DSF uses differ.
+* Without ``huge_tree`` libxml2 caps one attribute value at 10,000,000 bytes and nesting
+  at 256 levels, so ``Binary.data`` above ~7.5 MB of content cannot arrive as XML.
+* Decimals in exponent notation are re-written in Decimal's normal form (``1.5e-3`` ->
+  ``0.0015``, ``1e2`` -> ``1E+2``); plain notation keeps its exact digits.
+* Comments, processing instructions and CDATA markers (also inside the div) are not kept.
 """
 
 from __future__ import annotations
@@ -258,8 +270,10 @@ def _check_no_text(root: etree._Element) -> None:
         owner = text.getparent()
         container = owner.getparent() if text.is_tail else owner
         if container is None or not container.tag.startswith(_XHTML_PREFIX):
-            raise _xml_error(container if container is not None else owner,
-                             f"unexpected text content {_short(text)!r}")
+            raise _xml_error(
+                container if container is not None else owner,
+                f"unexpected text content {_short(text)!r}",
+            )
 
 
 def _text_xpath() -> etree.XPath:
@@ -572,6 +586,8 @@ def _write_object(
                     lexical = value  # string-valued type, already a str
                 elif value is None:
                     raise FhirXmlError(f"primitive {spec.name!r} is null")
+                elif type(value) is list:
+                    raise FhirXmlError(f"{spec.name!r} does not repeat but a JSON array was given")
                 else:
                     lexical = _format_value(spec, value)
                 if _ATTR_SPECIAL.search(lexical) is not None:
