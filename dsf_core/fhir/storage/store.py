@@ -127,9 +127,11 @@ class ReadTx:
 
     async def current(self, type_: str, id_: str, *, for_update: bool = False) -> Stored | None:
         """The current version (possibly a deletion) of an id, or None if it never existed."""
+        if for_update and isinstance(self, WriteTx):
+            # Lock the id, not the row: the current row of a concurrent writer stops being current when it
+            # commits, and FOR UPDATE on it would then find nothing under READ COMMITTED.
+            await self.lock(f"resource|{type_}|{id_}")
         stmt = select(*RESOURCE_COLUMNS).where(resources.c.type == type_, resources.c.id == id_, resources.c.current)
-        if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
         row = (await self.conn.execute(stmt)).first()
         return Stored.from_row(row) if row else None
 
