@@ -188,7 +188,8 @@ def _like_escape(text: str) -> str:
 def _date_condition(lo_col: Any, hi_col: Any, raw: str) -> ColumnElement[bool]:
     match = _PREFIX.match(raw)
     assert match is not None
-    prefix, value = match.group(1) or "eq", match.group(2)
+    # An unencoded "+" of a time zone arrives as a space; take it back rather than failing.
+    prefix, value = match.group(1) or "eq", match.group(2).replace(" ", "+")
     try:
         low, high = date_range(value)
     except DateError as exc:

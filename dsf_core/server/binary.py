@@ -18,6 +18,7 @@ from aiohttp import web
 from dsf_core.errors import Forbidden, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dsf_core.fhir.dates import format_http_date
 from dsf_core.fhir.storage.store import Stored
+from dsf_core.fhir.xml import json_default
 from dsf_core.server import keys
 from dsf_core.server.formats import JSON_TYPES, XML_TYPES, dumps, fhir_response, negotiate
 from dsf_core.server.interactions import write as write_i
@@ -222,7 +223,7 @@ async def _stream_fhir_json(
     request: web.Request, ctx: Ctx, stored: Stored, resource: dict[str, Any], headers: dict[str, str]
 ) -> web.StreamResponse:
     """The Binary as FHIR JSON with base64 ``data``, encoded chunk by chunk (bounded memory)."""
-    head = orjson.dumps(resource)[:-1]
+    head = orjson.dumps(resource, default=json_default)[:-1]
     response = web.StreamResponse(status=200, headers=headers)
     response.content_type = "application/fhir+json"
     response.charset = "utf-8"

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from dsf_core.errors import InvalidRequest, UnsupportedMediaType
-from dsf_core.fhir.xml import FhirXmlError, parse_xml, to_xml
+from dsf_core.fhir.xml import FhirXmlError, json_default, parse_xml, to_xml
 
 Kind = Literal["json", "xml"]
 
@@ -106,9 +106,9 @@ def dumps(value: Any, fmt: Format) -> bytes:
     if fmt.kind == "json":
         if fmt.pretty:
             # Fragments cannot be indented; round-trip once for pretty output.
-            return orjson.dumps(orjson.loads(orjson.dumps(value)), option=orjson.OPT_INDENT_2)
-        return orjson.dumps(value)
-    return to_xml(orjson.loads(orjson.dumps(value)), pretty=fmt.pretty)
+            return orjson.dumps(orjson.loads(orjson.dumps(value, default=json_default)), option=orjson.OPT_INDENT_2)
+        return orjson.dumps(value, default=json_default)
+    return to_xml(orjson.loads(orjson.dumps(value, default=json_default)), pretty=fmt.pretty)
 
 
 def stored_body(content: str, fmt: Format) -> bytes:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from dsf_core.errors import Conflict, PreconditionFailed
 from dsf_core.fhir.dates import format_instant
 from dsf_core.fhir.indexing import index_rows
+from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import schema
 from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
@@ -183,7 +184,7 @@ class WriteTx(ReadTx):
         stamped.update((k, v) for k, v in resource.items() if k not in ("resourceType", "id", "meta"))
         resource.clear()
         resource.update(stamped)
-        return orjson.dumps(resource).decode()
+        return orjson.dumps(resource, default=json_default).decode()
 
     async def _insert_version(
         self, resource: dict[str, Any], id_: str, version: int, method: str, blob_id: str | None

@@ -91,7 +91,7 @@ class HistoryResult:
 
 def _instant(name: str, value: str) -> int:
     try:
-        return date_range(value)[0]
+        return date_range(value.replace(" ", "+"))[0]
     except DateError:
         raise InvalidRequest(f"{name} must be a FHIR instant, got {value!r}") from None
 
