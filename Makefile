@@ -24,6 +24,7 @@ run: setup certs/local.test/client.crt
 	$(BIN)/dsf fhir start --config examples/local-node/node.toml
 
 test: setup
+	$(BIN)/mypy dsf_core
 	$(BIN)/pytest -q
 
 bench: setup

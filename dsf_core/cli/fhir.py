@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from dsf_core.cli.main import CommandError
-from dsf_core.settings import SettingsError, load_settings
+from dsf_core.settings import Settings, SettingsError, load_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,16 +35,16 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: object) -> None:
+async def _serve(settings: Settings) -> None:
     from dsf_core.server.app import Mailbox
 
-    mailbox = Mailbox(settings)  # type: ignore[arg-type]
+    mailbox = Mailbox(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await mailbox.start()
-    print(f"dsf fhir: ready at {mailbox.settings.server.base_url}", flush=True)  # type: ignore[attr-defined]
+    print(f"dsf fhir: ready at {mailbox.settings.server.base_url}", flush=True)
     try:
         await stop.wait()
     finally:

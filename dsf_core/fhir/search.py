@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.selectable import NamedFromClause as Alias
 
 from dsf_core.errors import InvalidRequest, UnsupportedParameter
 from dsf_core.fhir.dates import DateError, date_range
@@ -27,7 +28,7 @@ from dsf_core.fhir.storage.store import RESOURCE_COLUMNS, ReadTx, Stored
 # Parameters that steer the search rather than filter it.
 CONTROL = frozenset({"_count", "_page", "_sort", "_include", "_revinclude", "_summary", "_format", "_pretty", "_elements"})
 SPECIAL = frozenset({"_id", "_lastUpdated"})
-MODIFIERS = {
+MODIFIERS: dict[str, set[str | None]] = {
     "token": {None, "not"},
     "string": {None, "exact", "contains"},
     "uri": {None, "below", "exact"},
@@ -185,7 +186,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _date_condition(lo_col: Any, hi_col: Any, raw: str) -> ColumnElement[bool]:
+def _date_condition(lo_col: ColumnElement[int], hi_col: ColumnElement[int], raw: str) -> ColumnElement[bool]:
     match = _PREFIX.match(raw)
     assert match is not None
     # An unencoded "+" of a time zone arrives as a space; take it back rather than failing.
@@ -207,7 +208,7 @@ def _date_condition(lo_col: Any, hi_col: Any, raw: str) -> ColumnElement[bool]:
     return lo_col <= high  # le
 
 
-def _token_condition(si: Any, raw: str) -> ColumnElement[bool]:
+def _token_condition(si: Alias, raw: str) -> ColumnElement[bool]:
     if "|" in raw:
         system, code = raw.split("|", 1)
         if system == "":
@@ -218,7 +219,7 @@ def _token_condition(si: Any, raw: str) -> ColumnElement[bool]:
     return si.c.value == raw
 
 
-def _reference_condition(si: Any, param: SearchParam, raw: str, base_url: str | None) -> ColumnElement[bool]:
+def _reference_condition(si: Alias, param: SearchParam, raw: str, base_url: str | None) -> ColumnElement[bool]:
     if base_url and raw.startswith(base_url.rstrip("/") + "/"):
         raw = raw[len(base_url.rstrip("/")) + 1 :]
     literal = parse_reference(raw)
@@ -265,7 +266,7 @@ def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> C
             conditions.append(_reference_condition(si, param, raw, base_url))
         elif param.type == "date":
             conditions.append(_date_condition(si.c.low, si.c.high, raw))
-    match = exists().where(
+    match: ColumnElement[bool] = exists().where(
         si.c.rid == resources.c.rid, si.c.type == type_, si.c.param == index_param, or_(*conditions)
     )
     if c.modifier == "identifier":
@@ -308,7 +309,8 @@ def _sort_key(type_: str, name: str, desc: bool) -> UnaryExpression[Any]:
             .where(si.c.rid == resources.c.rid, si.c.param == name)
             .scalar_subquery()
         )
-    return col.desc() if desc else col.asc()
+    ordered: UnaryExpression[Any] = col.desc() if desc else col.asc()
+    return ordered
 
 
 def base_query(type_: str, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
@@ -358,10 +360,11 @@ async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], a
             )
         ).all()
         targets: dict[str, set[str]] = {}
-        for system, value in refs:
+        pairs: list[tuple[str | None, str | None]] = [(r[0], r[1]) for r in refs]
+        for system, value in pairs:
             if system and system != "canonical" and value:
                 targets.setdefault(system, set()).add(value)
-        canon = {value for system, value in refs if system == "canonical" and value}
+        canon = {value for system, value in pairs if system == "canonical" and value}
         for target_type, target_ids in targets.items():
             clause = access(target_type)
             stmt = base_query(target_type, [resources.c.id.in_(sorted(target_ids))] + ([clause] if clause is not None else []))
@@ -374,7 +377,9 @@ async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], a
                 conds = []
                 for c in canon:
                     url, _, version = c.partition("|")
-                    sub = exists().where(si.c.rid == resources.c.rid, si.c.param == "url", si.c.value == url)
+                    sub: ColumnElement[bool] = exists().where(
+                        si.c.rid == resources.c.rid, si.c.param == "url", si.c.value == url
+                    )
                     if version:
                         sv = search_index.alias("cv")
                         sub = and_(sub, exists().where(sv.c.rid == resources.c.rid, sv.c.param == "version", sv.c.value == version))

@@ -297,10 +297,10 @@ def _parse_children(el: etree._Element, info: TypeInfo, out: dict[str, Any]) -> 
     """Fill ``out`` from the attributes and child elements of ``el`` (of type ``info``)."""
     attributes = el.items()
     if attributes:
-        for key, value in attributes:
+        for key, attribute_value in attributes:
             spec = info.attributes.get(key)
             if spec is not None:
-                out[spec.name] = value
+                out[spec.name] = attribute_value
             elif key[0] != "{":  # foreign-namespace attributes are ignorable
                 raise _xml_error(el, f"unexpected attribute {key!r} on {info.name}")
 
@@ -451,13 +451,13 @@ def _parse_resource_container(el: etree._Element) -> dict[str, Any]:
 def _xhtml_to_string(el: etree._Element) -> str:
     if len(el.nsmap) == 1:
         # Only the XHTML default namespace is in scope: serialise directly.
-        return etree.tostring(el, encoding="unicode", with_tail=False)
+        return str(etree.tostring(el, encoding="unicode", with_tail=False))
     # Drop namespace declarations inherited from the FHIR document (e.g. xmlns:xsi) that
     # the XHTML does not use, so the JSON string does not depend on the envelope.
     detached = copy.deepcopy(el)
     detached.tail = None
     etree.cleanup_namespaces(detached)
-    return etree.tostring(detached, encoding="unicode", with_tail=False)
+    return str(etree.tostring(detached, encoding="unicode", with_tail=False))
 
 
 def _xml_error(el: etree._Element, reason: str) -> FhirXmlError:
@@ -788,5 +788,5 @@ def _xhtml_from_string(div: Any) -> str:
         raise FhirXmlError(
             f"Narrative div must be an XHTML <div> element, got {_describe_tag(el.tag)}"
         )
-    return etree.tostring(el, encoding="unicode", with_tail=False)
+    return str(etree.tostring(el, encoding="unicode", with_tail=False))
 

@@ -122,7 +122,8 @@ def read_bundle_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"organization.init_bundle: {path} is not a FHIR Bundle: {exc}") from None
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") not in ("transaction", "batch"):
         raise SettingsError(f"organization.init_bundle: {path} must be a transaction or batch Bundle")
-    return bundle  # type: ignore[no-any-return]
+    result: dict[str, Any] = bundle
+    return result
 
 
 async def load_initial(settings: Settings, store: Store) -> None:

@@ -44,7 +44,9 @@ class _Entry:
             url = url[len(base_url) + 1 :]
         self.url = url.lstrip("/")
         self.full_url = raw.get("fullUrl")
-        self.resource = raw.get("resource")
+        resource = raw.get("resource")
+        self.resource: dict[str, Any] = resource if isinstance(resource, dict) else {}
+        self.has_resource = isinstance(resource, dict)
         self.if_none_exist = request.get("ifNoneExist")
         self.if_match = request.get("ifMatch")
         if self.method not in ORDER:
@@ -60,7 +62,7 @@ class _Entry:
         self.target_id: str | None = None
         self.blob_id: str | None = None
         self.result: WriteResult | None = None
-        if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
+        if self.method in ("POST", "PUT") and not self.has_resource:
             raise InvalidRequest(f"entry {index}: {self.method} needs a resource")
         if self.method in ("POST", "PUT") and self.resource.get("resourceType") != self.type:
             raise InvalidRequest(f"entry {index}: resource type does not match request.url {self.url}")
@@ -174,12 +176,18 @@ async def _run_transaction(ctx: Ctx, entries: list[_Entry]) -> None:
             return f"{type_}/{found[0].id}"
 
         conditional: list[str] = []
+
+        def collect(value: str) -> str:
+            if "?" in value and not value.startswith("#") and value not in ids:
+                conditional.append(value)
+            return value
+
         for e in entries:
-            if isinstance(e.resource, dict):
-                _walk_references(e.resource, lambda v: (conditional.append(v) or v) if "?" in v and not v.startswith("#") else v)
+            if e.has_resource:
+                _walk_references(e.resource, collect)
         resolved = {v: await resolve_conditional(v) for v in set(conditional)}
         for e in entries:
-            if isinstance(e.resource, dict):
+            if e.has_resource:
                 _walk_references(e.resource, lambda v: ids.get(v, resolved.get(v, v)))
 
         # 3. run in FHIR order

@@ -91,8 +91,8 @@ class SubscriptionManager:
                     )
                 )
             ).all()
-        for (content,) in rows:
-            self._register(orjson.loads(content))
+        for row in rows:
+            self._register(orjson.loads(str(row[0])))
 
     def _register(self, subscription: dict[str, Any]) -> None:
         sid = subscription["id"]
@@ -114,7 +114,10 @@ class SubscriptionManager:
         self.subscriptions[sid] = entry
 
     def _close(self, session: _Session) -> None:
-        task = asyncio.ensure_future(session.ws.close(message=b"subscription removed"))
+        async def close() -> None:
+            await session.ws.close(message=b"subscription removed")
+
+        task = asyncio.ensure_future(close())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

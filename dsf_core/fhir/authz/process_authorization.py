@@ -82,7 +82,8 @@ def _organization_of(coding: dict[str, Any]) -> str | None:
             if ident is None:
                 ident = next((e.get("valueIdentifier") for e in _sub(ext, "organization")), None)
             if isinstance(ident, dict):
-                return ident.get("value")  # type: ignore[no-any-return]
+                value = ident.get("value")
+                return str(value) if value is not None else None
     return None
 
 

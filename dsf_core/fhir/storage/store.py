@@ -124,7 +124,8 @@ class ReadTx:
         return self.store.dialect
 
     async def rows(self, stmt: Select[Any]) -> Sequence[Row[Any]]:
-        return (await self.conn.execute(stmt)).all()
+        result: Sequence[Row[Any]] = (await self.conn.execute(stmt)).all()
+        return result
 
     async def current(self, type_: str, id_: str, *, for_update: bool = False) -> Stored | None:
         """The current version (possibly a deletion) of an id, or None if it never existed."""
@@ -364,7 +365,7 @@ class Store:
                 # Two workers starting together must not both create the schema.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
             await conn.run_sync(schema.metadata.create_all)
-            current = (await conn.execute(select(schema.schema_version.c.version))).scalars().all()
+            current: Sequence[int] = (await conn.execute(select(schema.schema_version.c.version))).scalars().all()
             if schema.SCHEMA_VERSION not in current:
                 await conn.execute(
                     insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
