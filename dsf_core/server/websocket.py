@@ -1,7 +1,8 @@
 """Websocket subscriptions at ``[base]/ws`` (the DSF protocol).
 
 A client (the local business process engine) connects, sends ``bind <subscription-id>``
-and receives ``bound <id>``; afterwards every committed resource matching the
+and receives ``bound <id>`` (an unknown id closes the socket with 1003, as the Java DSF
+does); afterwards every committed resource matching the
 Subscription's criteria that the client may read is pushed — the resource as JSON or
 XML per ``channel.payload``, or the text ``ping <id>`` when the Subscription has no
 payload.  Only the local organisation may open a websocket (the Java DSF's WEBSOCKET
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from dsf_core.errors import Forbidden
@@ -185,10 +186,9 @@ class SubscriptionManager:
                     sid = text[5:].strip()
                     sub = self.subscriptions.get(sid)
                     if sub is None:
-                        await ws.send_str(f"error subscription {sid} not found or not active")
-                        continue
-                    for other in self.subscriptions.values():
-                        other.sessions.discard(session)
+                        # As the Java DSF: close with 1003 (cannot accept) naming the subscription.
+                        await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=f"Subscription with {sid} not found".encode())
+                        break
                     sub.sessions.add(session)
                     await ws.send_str(f"bound {sid}")
         finally:
