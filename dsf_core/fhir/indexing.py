@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,3 +178,25 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
                 seen.add(row)
                 rows.append(row)
     return rows
+
+
+def walk_references(node: Any, replace: Callable[[str], str] | None = None) -> list[str]:
+    """Every ``reference`` string in a resource (contained resources excluded).
+
+    With ``replace`` each one is substituted in place by its result.
+    """
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key == "reference" and isinstance(value, str):
+                    found.append(value)
+                    if replace is not None:
+                        item[key] = replace(value)
+                elif key != "contained" and isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

@@ -71,36 +71,23 @@ async def _with_blob(ctx: Ctx, blob_id: str, operation: Any) -> WriteResult:
     return result
 
 
-async def create_raw(request: web.Request, ctx: Ctx) -> WriteResult:
+async def write_raw(request: web.Request, ctx: Ctx, id_: str | None = None, if_match: int | None = None) -> WriteResult:
+    """Raw ``POST Binary`` (``id_`` None) or ``PUT Binary/[id]``: stream the body, then write the version."""
     _check_may_write(ctx)
-    resource = {
+    resource: dict[str, Any] = {
         "resourceType": "Binary",
         "contentType": request.headers.get("Content-Type", "application/octet-stream"),
         "securityContext": {"reference": _security_context(request)},
     }
+    if id_ is not None:
+        resource["id"] = id_
     resource = write_i.prepare(ctx, resource, "Binary")
     blob_id, _ = await ctx.store.write_blob(_body_chunks(request))
 
     async def run() -> WriteResult:
         async with ctx.store.write() as tx:
-            return await write_i.create_in(tx, ctx, resource, blob_id=blob_id)
-
-    return await _with_blob(ctx, blob_id, run())
-
-
-async def update_raw(request: web.Request, ctx: Ctx, id_: str, if_match: int | None) -> WriteResult:
-    _check_may_write(ctx)
-    resource = {
-        "resourceType": "Binary",
-        "id": id_,
-        "contentType": request.headers.get("Content-Type", "application/octet-stream"),
-        "securityContext": {"reference": _security_context(request)},
-    }
-    resource = write_i.prepare(ctx, resource, "Binary")
-    blob_id, _ = await ctx.store.write_blob(_body_chunks(request))
-
-    async def run() -> WriteResult:
-        async with ctx.store.write() as tx:
+            if id_ is None:
+                return await write_i.create_in(tx, ctx, resource, blob_id=blob_id)
             return await write_i.update_in(tx, ctx, "Binary", id_, resource, if_match=if_match, blob_id=blob_id)
 
     return await _with_blob(ctx, blob_id, run())
@@ -244,4 +231,4 @@ async def _stream_fhir_json(
     return response
 
 
-__all__ = ["UnsupportedMediaType", "create_fhir", "create_raw", "download", "is_raw", "update_fhir", "update_raw"]
+__all__ = ["UnsupportedMediaType", "create_fhir", "download", "is_raw", "update_fhir", "write_raw"]

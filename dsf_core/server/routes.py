@@ -146,7 +146,7 @@ async def create(request: web.Request) -> web.Response:
     type_ = resource_type(request)
     ctx = ctx_of(request)
     if type_ == "Binary" and binary.is_raw(request):
-        return write_response(request, await binary.create_raw(request, ctx))
+        return write_response(request, await binary.write_raw(request, ctx))
     resource = write_i.prepare(ctx, await read_body(request), type_)
     if type_ == "Binary":
         return write_response(request, await binary.create_fhir(ctx, resource))
@@ -198,7 +198,7 @@ async def update(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     if_match = write_i.parse_etag(request.headers.get("If-Match"))
     if type_ == "Binary" and binary.is_raw(request):
-        return write_response(request, await binary.update_raw(request, ctx, id_, if_match))
+        return write_response(request, await binary.write_raw(request, ctx, id_, if_match))
     resource = write_i.prepare(ctx, await read_body(request), type_)
     if type_ == "Binary":
         return write_response(request, await binary.update_fhir(ctx, id_, resource, if_match))

@@ -23,6 +23,7 @@ import orjson
 from dsf_core.errors import DsfError, InvalidRequest, NotFound, PreconditionFailed, outcome_of
 from dsf_core.fhir.authz import rules
 from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.indexing import walk_references
 from dsf_core.fhir.search import criterion_clause, find_internal, parse_search
 from dsf_core.fhir.storage.store import Stored, WriteTx
 from dsf_core.server.interactions import read as read_i
@@ -66,20 +67,6 @@ class _Entry:
             raise InvalidRequest(f"entry {index}: {self.method} needs a resource")
         if self.method in ("POST", "PUT") and self.resource.get("resourceType") != self.type:
             raise InvalidRequest(f"entry {index}: resource type does not match request.url {self.url}")
-
-
-def _walk_references(node: Any, replace: Any) -> None:
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key == "reference" and isinstance(value, str):
-                    item[key] = replace(value)
-                elif isinstance(value, (dict, list)):
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 async def _resolve_query(tx: WriteTx, ctx: Ctx, type_: str, query: str) -> list[Stored]:
@@ -184,11 +171,11 @@ async def _run_transaction(ctx: Ctx, entries: list[_Entry]) -> None:
 
         for e in entries:
             if e.has_resource:
-                _walk_references(e.resource, collect)
+                walk_references(e.resource, collect)
         resolved = {v: await resolve_conditional(v) for v in set(conditional)}
         for e in entries:
             if e.has_resource:
-                _walk_references(e.resource, lambda v: ids.get(v, resolved.get(v, v)))
+                walk_references(e.resource, lambda v: ids.get(v, resolved.get(v, v)))
 
         # 3. run in FHIR order
         written: list[dict[str, Any]] = []

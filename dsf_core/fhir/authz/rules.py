@@ -23,7 +23,7 @@ from dsf_core.fhir import codes
 from dsf_core.fhir.authz import task_rules
 from dsf_core.fhir.authz.identity import Identity, organization_by_identifier
 from dsf_core.fhir.authz.process_authorization import validate_activity_definition
-from dsf_core.fhir.indexing import parse_reference
+from dsf_core.fhir.indexing import parse_reference, walk_references
 from dsf_core.fhir.read_access import read_access_of, validate_tags
 from dsf_core.fhir.resource_types import METADATA_TYPES
 from dsf_core.fhir.search import find_internal, index_equals
@@ -166,7 +166,7 @@ async def check_references(tx: WriteTx, resource: dict[str, Any], *, base_url: s
     """Literal references to this server must resolve to a current resource (Bundles are exempt)."""
     if resource["resourceType"] == "Bundle":
         return
-    for ref in _literal_references(resource):
+    for ref in walk_references(resource):
         if ref.startswith("#"):
             continue
         target = ref
@@ -178,22 +178,6 @@ async def check_references(tx: WriteTx, resource: dict[str, Any], *, base_url: s
         current = await tx.current(literal.type, literal.id)
         if current is None or current.deleted:
             raise NotValid(f"reference {ref} does not resolve to an existing resource")
-
-
-def _literal_references(node: Any) -> list[str]:
-    found: list[str] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key == "reference" and isinstance(value, str):
-                    found.append(value)
-                elif key != "contained" and isinstance(value, (dict, list)):
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 async def authorize_create(tx: WriteTx, identity: Identity, resource: dict[str, Any], local_identifier: str) -> str:

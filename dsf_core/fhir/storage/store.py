@@ -14,6 +14,7 @@ and the current row of an id is locked ``FOR UPDATE`` before a new version is ad
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -210,32 +211,10 @@ class WriteTx(ReadTx):
                 .returning(resources.c.rid)
             )
         ).scalar_one()
-        idx = [
-            {
-                "rid": rid,
-                "type": type_,
-                "param": r.param,
-                "system": r.system,
-                "value": r.value,
-                "norm": r.norm,
-                "low": r.low,
-                "high": r.high,
-            }
-            for r in index_rows(resource)
-        ]
+        idx = [{"rid": rid, "type": type_} | dataclasses.asdict(r) for r in index_rows(resource)]
         if idx:
             await self.conn.execute(insert(search_index), idx)
-        access = [
-            {
-                "rid": rid,
-                "access": a.access,
-                "organization": a.organization,
-                "parent": a.parent,
-                "role_system": a.role_system,
-                "role_code": a.role_code,
-            }
-            for a in read_access_of(resource)
-        ]
+        access = [{"rid": rid} | dataclasses.asdict(a) for a in read_access_of(resource)]
         if access:
             await self.conn.execute(insert(read_access), access)
         stored = Stored(rid, type_, id_, version, ts, False, method, content, blob_id)
