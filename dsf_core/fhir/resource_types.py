@@ -73,6 +73,19 @@ METADATA_TYPES: frozenset[str] = frozenset(
 )
 
 
+def default_profiles(resource_type: str) -> tuple[str, ...]:
+    """Profiles the DSF accepts as a type's default; the first is added when a resource names none of them.
+
+    As the Java DSF: Task has none (every Task names its process's profile), Organization also
+    accepts ``organization-parent``.
+    """
+    if resource_type == "Task":
+        return ()
+    if resource_type == "Organization":
+        return (default_profile("Organization"), "http://dsf.dev/fhir/StructureDefinition/organization-parent")
+    return (default_profile(resource_type),)
+
+
 def default_profile(resource_type: str) -> str:
     """The DSF default profile of a type (``http://dsf.dev/fhir/StructureDefinition/<kebab-type>``)."""
     kebab = "".join("-" + c.lower() if c.isupper() else c for c in resource_type).lstrip("-")

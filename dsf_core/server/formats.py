@@ -6,6 +6,9 @@ XML responses convert it.  With ``*/*`` the default is FHIR XML, as the Java DSF
 
 from __future__ import annotations
 
+import decimal
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -87,8 +90,8 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise InvalidRequest("empty request body")
     if kind == "json":
         try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            value = loads_exact(body)
+        except (orjson.JSONDecodeError, ValueError) as exc:
             raise InvalidRequest(f"malformed JSON: {exc}") from None
         if not isinstance(value, dict):
             raise InvalidRequest("JSON body is not an object")
@@ -98,17 +101,29 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     try:
         return parse_xml(body)
     except FhirXmlError as exc:
-        raise InvalidRequest(f"malformed XML: {exc}") from None
+        raise InvalidRequest(f"invalid FHIR XML: {exc}") from None
+
+
+_DECIMAL = re.compile(rb"\d\.\d")
+
+
+def loads_exact(data: bytes | str) -> Any:
+    """Parse JSON keeping FHIR decimals exact (``1.50`` stays ``1.50``): Decimal where a fraction occurs."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _DECIMAL.search(raw) is None:
+        return orjson.loads(raw)  # fast path: no decimal fraction anywhere
+    return json.loads(raw, parse_float=decimal.Decimal)
 
 
 def dumps(value: Any, fmt: Format) -> bytes:
     """A JSON value (which may contain ``orjson.Fragment``s of stored JSON) in the requested format."""
+    compact = orjson.dumps(value, default=json_default)
     if fmt.kind == "json":
         if fmt.pretty:
-            # Fragments cannot be indented; round-trip once for pretty output.
-            return orjson.dumps(orjson.loads(orjson.dumps(value, default=json_default)), option=orjson.OPT_INDENT_2)
-        return orjson.dumps(value, default=json_default)
-    return to_xml(orjson.loads(orjson.dumps(value, default=json_default)), pretty=fmt.pretty)
+            # Fragments cannot be indented; parse once for pretty output.
+            return orjson.dumps(loads_exact(compact), default=json_default, option=orjson.OPT_INDENT_2)
+        return compact
+    return to_xml(loads_exact(compact), pretty=fmt.pretty)
 
 
 def stored_body(content: str, fmt: Format) -> bytes:

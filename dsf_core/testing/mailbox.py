@@ -7,7 +7,8 @@
             response = await http.get(mb.url("Task"))
 
 ``client(identifier)`` is an aiohttp session presenting that organisation's client
-certificate; ``client(None)`` presents none; ``client_with(issued)`` any certificate.
+certificate; ``client(None)`` presents none; ``ssl_context(identifier)`` gives the TLS context
+for other clients (fhirpy, websockets).
 """
 
 from __future__ import annotations

@@ -37,10 +37,6 @@ from tests.compat.helpers import (
     strip_server_meta,
 )
 
-NAMING_SYSTEM_BUG = (
-    "dsf_core.fhir.authz.rules.check_integrity treats NamingSystem as a url|version metadata type, but an R4 "
-    "NamingSystem has neither element; Java checks name + status + unique uniqueId URIs instead"
-)
 
 
 def _conformance_params() -> list[Any]:
@@ -50,7 +46,7 @@ def _conformance_params() -> list[Any]:
     for path in sorted(CONFORMANCE.rglob("*")):
         if not path.is_file() or path.suffix != ".xml" or path.parent.name == "Subscription":
             continue  # *.xml.ignore are not resources; Subscriptions exist already (tested below)
-        marks = [pytest.mark.xfail(reason=NAMING_SYSTEM_BUG, strict=True)] if path.parent.name == "NamingSystem" else []
+        marks: list[pytest.MarkDecorator] = []
         params.append(pytest.param(path, id=f"{path.parent.name}/{path.name}", marks=marks))
     return params
 

@@ -302,11 +302,6 @@ async def test_task_json_reads_back_as_xml(local: Local) -> None:
 # What the Java DSF's DefaultProfileProviderImpl does with meta.profile on create: no
 # default profile for Task; "bundle" for Bundle; nothing added when a supported default
 # (organization or organization-parent) is already present; else the default first.
-DEFAULT_PROFILE_BUG = (
-    "dsf_core.server.interactions.write.prepare adds http://dsf.dev/fhir/StructureDefinition/<type> to every type "
-    "but Bundle; Java (DefaultProfileProviderImpl) adds none to Task, adds 'bundle' to Bundle and treats "
-    "organization-parent as a default profile of Organization"
-)
 
 
 def _profile_cases() -> list[Any]:
@@ -317,11 +312,10 @@ def _profile_cases() -> list[Any]:
         "active": True,
     }
     bundle = {"resourceType": "Bundle", "meta": {"tag": [TAG_ALL]}, "type": "collection"}
-    bug = pytest.mark.xfail(reason=DEFAULT_PROFILE_BUG, strict=True)
     return [
-        pytest.param(ping_task(), [], id="Task", marks=bug),
-        pytest.param(bundle, ["http://dsf.dev/fhir/StructureDefinition/bundle"], id="Bundle", marks=bug),
-        pytest.param(parent, [], id="Organization-parent", marks=bug),
+        pytest.param(ping_task(), [], id="Task"),
+        pytest.param(bundle, ["http://dsf.dev/fhir/StructureDefinition/bundle"], id="Bundle"),
+        pytest.param(parent, [], id="Organization-parent"),
         pytest.param(
             endpoint_json("no-profile.test") | {"meta": {"tag": [TAG_ALL]}},
             ["http://dsf.dev/fhir/StructureDefinition/endpoint"],
@@ -510,11 +504,6 @@ async def test_xml_decimal_is_stored_with_its_precision(local: Local) -> None:
     assert b'"valueDecimal":1.50' in raw
 
 
-@pytest.mark.xfail(
-    reason="dsf_core.server.formats.dumps re-parses the stored JSON with orjson.loads (decimal -> float) before "
-    "to_xml and before pretty-printing, so a stored 1.50 is served as 1.5 in XML and in _pretty JSON",
-    strict=True,
-)
 @pytest.mark.parametrize("output", ["xml", "pretty-json"])
 async def test_decimal_keeps_its_precision_in_xml_and_pretty_output(local: Local, output: str) -> None:
     id_ = await post_xml_task_with_decimal(local)
@@ -527,11 +516,6 @@ async def test_decimal_keeps_its_precision_in_xml_and_pretty_output(local: Local
         assert b'"valueDecimal": 1.50' in await response.read()
 
 
-@pytest.mark.xfail(
-    reason="dsf_core.server.formats.parse_body reads JSON with orjson.loads, which turns 1.50 into the float 1.5: "
-    "the decimal's precision (significant in FHIR, kept by HAPI's BigDecimal) is lost",
-    strict=True,
-)
 async def test_json_decimal_keeps_its_precision(local: Local) -> None:
     body = orjson.dumps(draft_task_with_decimal(uuid.uuid4().hex)).replace(b'"valueDecimal":1.5', b'"valueDecimal":1.50')
     assert b"1.50" in body

@@ -253,11 +253,6 @@ async def test_retiring_the_activity_definition_stops_authorizing(world: World) 
     await assert_outcome(response, 403, "forbidden")
 
 
-@pytest.mark.xfail(
-    reason="dsf_core.fhir.authz.task_rules._check_requested only rejects a task-identifier for remote identities "
-    "(`if identity.is_remote and ...`); Java rejects it for every requested Task",
-    strict=True,
-)
 async def test_local_requested_task_with_task_identifier_is_denied_as_in_java(world: World) -> None:
     """Java's TaskAuthorizationRule.requestedTaskOk rejects a task-identifier on *any* requested Task."""
     task = ping_task("local.test")
@@ -266,12 +261,6 @@ async def test_local_requested_task_with_task_identifier_is_denied_as_in_java(wo
     await assert_outcome(response, 403, "forbidden")
 
 
-@pytest.mark.xfail(
-    reason="dsf_core.fhir.authz.task_rules.authorize_create (status draft) checks only the identifier; Java's "
-    "draftTaskOk also requires requester = recipient = local organisation, instantiatesCanonical, one message-name, "
-    "no output",
-    strict=True,
-)
 async def test_local_draft_task_must_be_from_and_to_the_local_organisation_as_in_java(world: World) -> None:
     """Java's TaskAuthorizationRule.draftTaskOk: a draft's requester and recipient are the local organisation."""
     task = start_ping_task("remote.test")

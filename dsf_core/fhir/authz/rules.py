@@ -92,6 +92,8 @@ async def check_integrity(tx: WriteTx, resource: dict[str, Any], own_id: str | N
     elif type_ == "Binary":
         if not (resource.get("securityContext") or {}).get("reference"):
             raise NotValid("Binary.securityContext with a literal reference is required", expression=["Binary.securityContext"])
+    elif type_ == "NamingSystem":
+        await _check_naming_system(tx, resource, own_id)
     elif type_ in METADATA_TYPES:
         url, version = resource.get("url"), resource.get("version")
         if not url or not version:
@@ -160,6 +162,33 @@ async def check_integrity(tx: WriteTx, resource: dict[str, Any], own_id: str | N
                 channel.get("payload"),
             ):
                 raise Forbidden(f"Subscription with criteria {resource.get('criteria')} exists already")
+
+
+async def _check_naming_system(tx: WriteTx, resource: dict[str, Any], own_id: str | None) -> None:
+    """NamingSystem has no url|version: unique by name and by each uri-type uniqueId (as the Java DSF)."""
+    name = resource.get("name")
+    if not name:
+        raise NotValid("NamingSystem.name is required", expression=["NamingSystem.name"])
+    if resource.get("status") not in ("draft", "active", "retired"):
+        raise NotValid("NamingSystem.status must be draft, active or retired", expression=["NamingSystem.status"])
+    uris = [u.get("value") for u in resource.get("uniqueId") or () if u.get("type") == "uri" and u.get("value")]
+    if len(uris) != len(set(uris)):
+        raise NotValid("NamingSystem.uniqueId values of type uri must be distinct", expression=["NamingSystem.uniqueId"])
+    await tx.lock("NamingSystem|unique")
+    if own_id is not None:
+        previous = await tx.current("NamingSystem", own_id)
+        if previous is not None and not previous.deleted and previous.resource.get("name") != name:
+            raise Forbidden("NamingSystem.name may not change")
+    for other in await find_internal(tx, "NamingSystem", [], limit=100_000):
+        if other.id == own_id:
+            continue
+        o = other.resource
+        if o.get("name") == name:
+            raise Forbidden(f"NamingSystem with name {name} exists already ({other.reference})")
+        taken = {u.get("value") for u in o.get("uniqueId") or () if u.get("type") == "uri"}
+        clash = taken.intersection(uris)
+        if clash:
+            raise Forbidden(f"NamingSystem with uniqueId {sorted(clash)[0]} exists already ({other.reference})")
 
 
 async def check_references(tx: WriteTx, resource: dict[str, Any], *, base_url: str | None) -> None:

@@ -76,12 +76,11 @@ def check_profile(task: dict[str, Any]) -> None:
         )
 
 
-async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any], local_identifier: str) -> str:
+def _shape_errors(task: dict[str, Any], requester: str | None, local_identifier: str) -> list[str]:
+    """What the Java DSF checks on every new draft or requested Task."""
     errors: list[str] = []
-    if identity.is_remote and _task_identifier(task) is not None:
-        errors.append("Task.identifier with system task-identifier not allowed")
     system, value = _identifier_value(task.get("requester"))
-    if system != codes.ORGANIZATION_IDENTIFIER or value != identity.organization_identifier:
+    if system != codes.ORGANIZATION_IDENTIFIER or value != requester:
         errors.append("Task.requester must reference the requesting organization")
     recipients = (task.get("restriction") or {}).get("recipient") or []
     if len(recipients) != 1:
@@ -91,16 +90,24 @@ async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any]
         if r_system != codes.ORGANIZATION_IDENTIFIER or r_value != local_identifier:
             errors.append("Task.restriction.recipient not local organization")
     canonical = task.get("instantiatesCanonical")
-    match = _CANONICAL.match(canonical) if isinstance(canonical, str) else None
-    if match is None:
+    if not isinstance(canonical, str) or _CANONICAL.match(canonical) is None:
         errors.append(f"Task.instantiatesCanonical missing or not matching {codes.INSTANTIATES_CANONICAL_PATTERN}")
     names = _inputs(task, "message-name")
     if len(names) != 1 or not str(names[0].get("valueString") or "").strip():
         errors.append("Task.input with system bpmn-message and code message-name missing, blank or more than one")
     if task.get("output"):
         errors.append("Task.output not expected")
+    return errors
+
+
+async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any], local_identifier: str) -> str:
+    errors = _shape_errors(task, identity.organization_identifier, local_identifier)
+    if _task_identifier(task) is not None:
+        errors.insert(0, "Task.identifier with system task-identifier not allowed for requested Tasks")
     if errors:
         raise Forbidden("; ".join(errors))
+    canonical = task.get("instantiatesCanonical")
+    match = _CANONICAL.match(canonical) if isinstance(canonical, str) else None
     assert match is not None
     definitions = await find(
         tx,
@@ -120,7 +127,7 @@ async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any]
     )
     profiles = [p for p in (task.get("meta") or {}).get("profile") or () if isinstance(p, str)]
     ok, reason = is_authorized(
-        definitions[0].resource, str(names[0]["valueString"]), profiles, identity, recipient
+        definitions[0].resource, str(_inputs(task, "message-name")[0]["valueString"]), profiles, identity, recipient
     )
     if not ok:
         raise Forbidden(f"Task not authorized: {reason}")
@@ -132,20 +139,17 @@ async def authorize_create(tx: WriteTx, identity: Identity, task: dict[str, Any]
     if status == "draft":
         if not identity.is_local:
             raise Forbidden("only the local organization may create draft Tasks")
+        errors = _shape_errors(task, local_identifier, local_identifier)
+        if errors:
+            raise Forbidden("; ".join(errors))
         identifier = _task_identifier(task)
         if identifier is not None:
             await tx.lock(f"Task.identifier|{identifier}")
             existing = await find_internal(
-                tx,
-                "Task",
-                [
-                    index_equals("Task", "identifier", identifier, codes.TASK_IDENTIFIER),
-                    index_equals("Task", "status", "draft"),
-                ],
-                limit=1,
+                tx, "Task", [index_equals("Task", "identifier", identifier, codes.TASK_IDENTIFIER)], limit=1
             )
             if existing:
-                raise Forbidden(f"a draft Task with identifier {identifier} exists already")
+                raise Forbidden(f"a Task with identifier {identifier} exists already")
         return "local identity, Task.status draft"
     if status == "requested":
         return await _check_requested(tx, identity, task, local_identifier)

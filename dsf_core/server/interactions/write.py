@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from dsf_core.errors import Gone, InvalidRequest, MethodNotAllowed, NotFound, PreconditionFailed
 from dsf_core.fhir.authz import rules
-from dsf_core.fhir.resource_types import default_profile
+from dsf_core.fhir.resource_types import default_profiles
 from dsf_core.fhir.search import criterion_clause, find_internal, parse_search
 from dsf_core.fhir.storage.store import WriteTx
 from dsf_core.fhir.validation import validate_structure
@@ -45,12 +45,12 @@ def prepare(ctx: Ctx, resource: dict[str, Any], type_: str) -> dict[str, Any]:
         if not meta:
             resource.pop("meta")
     validate_structure(resource)
-    if ctx.dsf_rules and type_ != "Bundle":
-        profile = default_profile(type_)
+    defaults = default_profiles(type_) if ctx.dsf_rules else ()
+    if defaults:
         meta = resource.setdefault("meta", {})
         profiles = meta.setdefault("profile", [])
-        if not any(str(p).split("|", 1)[0] == profile for p in profiles):
-            profiles.insert(0, profile)
+        if not any(p in defaults for p in profiles):
+            profiles.insert(0, defaults[0])
     return resource
 
 
