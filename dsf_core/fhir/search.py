@@ -25,6 +25,18 @@ from dsf_core.fhir.search_params import INCLUDES, SearchParam, is_internal, para
 from dsf_core.fhir.storage.schema import resources, search_index
 from dsf_core.fhir.storage.store import RESOURCE_COLUMNS, ReadTx, Stored
 
+# Aliases are built once: aliasing a table per query costs more than running the query.
+_A_CI = search_index.alias("ci")
+_A_CV = search_index.alias("cv")
+_A_IE = search_index.alias("ie")
+_A_LI = search_index.alias("li")
+_A_LT = resources.alias("lt")
+_A_LTI = search_index.alias("lti")
+_A_RI = search_index.alias("ri")
+_A_SI = search_index.alias("si")
+_A_SS = search_index.alias("ss")
+
+
 # Parameters that steer the search rather than filter it.
 CONTROL = frozenset({"_count", "_page", "_sort", "_include", "_revinclude", "_summary", "_format", "_pretty", "_elements"})
 SPECIAL = frozenset({"_id", "_lastUpdated"})
@@ -242,7 +254,7 @@ def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> C
     if c.name == "_lastUpdated":
         return or_(*(_date_condition(resources.c.last_updated, resources.c.last_updated, v) for v in c.values))
     param = params_for(type_)[c.name]
-    si = search_index.alias("si")
+    si = _A_SI
     index_param = f"{c.name}:identifier" if c.modifier == "identifier" else c.name
     conditions: list[ColumnElement[bool]] = []
     for raw in c.values:
@@ -266,14 +278,16 @@ def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> C
             conditions.append(_reference_condition(si, param, raw, base_url))
         elif param.type == "date":
             conditions.append(_date_condition(si.c.low, si.c.high, raw))
+    # Correlated on rid only (the row's type is implied), so the probe uses the covering
+    # (rid, param, value, system) index and a LIMITed page stops after its rows.
     match: ColumnElement[bool] = exists().where(
-        si.c.rid == resources.c.rid, si.c.type == type_, si.c.param == index_param, or_(*conditions)
+        si.c.rid == resources.c.rid, si.c.param == index_param, or_(*conditions)
     )
     if c.modifier == "identifier":
         # A literal reference matches too when the resource it points to has that identifier.
-        lit = search_index.alias("li")
-        target = resources.alias("lt")
-        tid = search_index.alias("lti")
+        lit = _A_LI
+        target = _A_LT
+        tid = _A_LTI
         match = or_(
             match,
             exists().where(
@@ -300,7 +314,7 @@ def _sort_key(type_: str, name: str, desc: bool) -> UnaryExpression[Any]:
     elif name == "_id":
         col = resources.c.id
     else:
-        si = search_index.alias("ss")
+        si = _A_SS
         param = params_for(type_)[name]
         target = si.c.low if param.type == "date" else func.coalesce(si.c.value, si.c.norm)
         agg = func.max(target) if desc else func.min(target)
@@ -338,7 +352,10 @@ async def execute_search(
     result = SearchResult(total)
     if request.summary_count or request.count == 0:
         return result
-    order = [_sort_key(request.type, name, desc) for name, desc in request.sort] + [resources.c.rid.asc()]
+    # Default order: oldest first by _lastUpdated, which the (type, current, deleted, last_updated)
+    # index delivers without sorting, so a page stops after its rows.
+    order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [resources.c.last_updated.asc()]
+    order.append(resources.c.rid.asc())
     stmt = base_query(request.type, where).order_by(*order).limit(request.count).offset((request.page - 1) * request.count)
     result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt)).all()]
     if result.matches and (request.includes or request.revincludes):
@@ -372,7 +389,7 @@ async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], a
         if canon:
             # canonical references (Measure depends-on Library): match url or url|version
             for target_type in params_for(request.type)[param_name].targets:
-                si = search_index.alias("ci")
+                si = _A_CI
                 clause = access(target_type)
                 conds = []
                 for c in canon:
@@ -381,13 +398,13 @@ async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], a
                         si.c.rid == resources.c.rid, si.c.param == "url", si.c.value == url
                     )
                     if version:
-                        sv = search_index.alias("cv")
+                        sv = _A_CV
                         sub = and_(sub, exists().where(sv.c.rid == resources.c.rid, sv.c.param == "version", sv.c.value == version))
                     conds.append(sub)
                 stmt = base_query(target_type, [or_(*conds)] + ([clause] if clause is not None else []))
                 found.extend(Stored.from_row(r) for r in (await tx.conn.execute(stmt)).all())
     for source_type, param_name in request.revincludes:
-        si = search_index.alias("ri")
+        si = _A_RI
         clause = access(source_type)
         stmt = base_query(
             source_type,
@@ -425,7 +442,7 @@ async def find_internal(tx: ReadTx, type_: str, clauses: Sequence[ColumnElement[
 
 def index_equals(type_: str, param: str, value: str, system: str | None = None) -> ColumnElement[bool]:
     """A clause: the resource has an index row ``param`` with this value (and system, if given)."""
-    si = search_index.alias("ie")
+    si = _A_IE
     conds = [si.c.rid == resources.c.rid, si.c.type == type_, si.c.param == param, si.c.value == value]
     if system is not None:
         conds.append(si.c.system == system)

@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from dsf_core.errors import Forbidden
-from dsf_core.fhir.authz.access import access_clause
+from dsf_core.fhir.authz.access import may_read_statement
 from dsf_core.fhir.authz.identity import Identity
 from dsf_core.fhir.indexing import IndexRow, index_rows
 from dsf_core.fhir.search import Criterion, parse_search
@@ -161,11 +161,11 @@ class SubscriptionManager:
                 self._close(session)
 
     async def _may_read(self, identity: Identity, stored: Stored) -> bool:
-        clause = access_clause(identity, stored.type)
-        if clause is None:
+        stmt = may_read_statement(identity, stored.type)
+        if stmt is None:
             return True
         async with self.store.read() as tx:
-            row = (await tx.conn.execute(select(resources.c.rid).where(resources.c.rid == stored.rid, clause))).first()
+            row = (await tx.conn.execute(stmt, {"rid": stored.rid})).first()
         return row is not None
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:

@@ -14,10 +14,10 @@ pages are per identity.  Rules (as the Java DSF):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, true
-from sqlalchemy.sql.expression import literal
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select, true
 
 from dsf_core.fhir import codes
 from dsf_core.fhir.authz.identity import Identity
@@ -47,8 +47,8 @@ def _task_clause(identity: Identity) -> ColumnElement[bool]:
     return exists().where(
         si.c.rid == resources.c.rid,
         si.c.param.in_(params),
-        si.c.system == codes.ORGANIZATION_IDENTIFIER,
         si.c.value == identity.organization_identifier,
+        si.c.system == codes.ORGANIZATION_IDENTIFIER,
     )
 
 
@@ -66,8 +66,12 @@ def _binary_clause(identity: Identity) -> ColumnElement[bool]:
     )
 
 
+@lru_cache(maxsize=4096)
 def access_clause(identity: Identity, type_: str) -> ColumnElement[bool] | None:
-    """The WHERE clause limiting ``resources`` rows of a type to what the identity may read (None: all)."""
+    """The WHERE clause limiting ``resources`` rows of a type to what the identity may read (None: all).
+
+    Cached per identity and type: clauses are immutable, and building them costs more than the query.
+    """
     if identity.unrestricted:
         return None
     if type_ == "Task":
@@ -79,9 +83,13 @@ def access_clause(identity: Identity, type_: str) -> ColumnElement[bool] | None:
     return _tag_clause(identity, resources.c.rid)
 
 
-def version_access_clause(identity: Identity, type_: str) -> ColumnElement[bool] | None:
-    """Like ``access_clause`` but for any version row (history, vread): tags of that version count."""
-    return access_clause(identity, type_)
+@lru_cache(maxsize=4096)
+def may_read_statement(identity: Identity, type_: str) -> Select[Any] | None:
+    """``SELECT rid WHERE rid = :rid AND <access>`` for one stored row, or None when everything is readable."""
+    clause = access_clause(identity, type_)
+    if clause is None:
+        return None
+    return select(resources.c.rid).where(resources.c.rid == bindparam("rid"), clause)
 
 
 def access_for(identity: Identity) -> Any:
@@ -89,4 +97,4 @@ def access_for(identity: Identity) -> Any:
     return lambda type_: access_clause(identity, type_)
 
 
-__all__ = ["access_clause", "access_for", "literal", "version_access_clause"]
+__all__ = ["access_clause", "access_for", "may_read_statement"]

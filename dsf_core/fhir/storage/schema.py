@@ -58,7 +58,8 @@ resources = Table(
         sqlite_where=text("current"),
         postgresql_where=text("current"),
     ),
-    Index("ix_resources_type_lu", "type", "current", "last_updated"),
+    # search scans current rows of a type in _lastUpdated order without touching the table
+    Index("ix_resources_type_lu", "type", "current", "deleted", "last_updated"),
     Index("ix_resources_lu", "last_updated"),
 )
 
@@ -73,9 +74,10 @@ search_index = Table(
     Column("norm", Text, nullable=True),
     Column("low", BigInteger, nullable=True),
     Column("high", BigInteger, nullable=True),
-    Index("ix_search_value", "type", "param", "value"),
-    Index("ix_search_norm", "type", "param", "norm"),
-    Index("ix_search_rid", "rid"),
+    # rid last: the indexes cover "which rows have this value", so search never touches the table rows.
+    Index("ix_search_value", "type", "param", "value", "system", "rid"),
+    Index("ix_search_norm", "type", "param", "norm", "rid"),
+    Index("ix_search_rid", "rid", "param", "value", "system"),
 )
 
 read_access = Table(

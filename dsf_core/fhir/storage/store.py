@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, delete, event, insert, select, text, update
+from sqlalchemy import Engine, Select, and_, bindparam, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dsf_core.errors import Conflict, PreconditionFailed
 from dsf_core.fhir.dates import format_instant
@@ -34,6 +34,7 @@ from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import schema
+from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine
 from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,15 @@ RESOURCE_COLUMNS = (
 )
 
 
+# Built once: constructing SQLAlchemy statements costs more than running these indexed lookups.
+_CURRENT = select(*RESOURCE_COLUMNS).where(
+    resources.c.type == bindparam("t"), resources.c.id == bindparam("i"), resources.c.current
+)
+_VERSION = select(*RESOURCE_COLUMNS).where(
+    resources.c.type == bindparam("t"), resources.c.id == bindparam("i"), resources.c.version == bindparam("v")
+)
+
+
 def normalize_database_url(url: str) -> str:
     """Accept SQLAlchemy URLs, plain ``postgresql://`` and Java-style ``jdbc:postgresql://``."""
     if url.startswith("jdbc:"):
@@ -116,7 +126,7 @@ def normalize_database_url(url: str) -> str:
 class ReadTx:
     """Reads inside one database transaction."""
 
-    def __init__(self, store: Store, conn: AsyncConnection) -> None:
+    def __init__(self, store: Store, conn: AsyncConnection | InlineConnection) -> None:
         self.store = store
         self.conn = conn
 
@@ -134,15 +144,11 @@ class ReadTx:
             # Lock the id, not the row: the current row of a concurrent writer stops being current when it
             # commits, and FOR UPDATE on it would then find nothing under READ COMMITTED.
             await self.lock(f"resource|{type_}|{id_}")
-        stmt = select(*RESOURCE_COLUMNS).where(resources.c.type == type_, resources.c.id == id_, resources.c.current)
-        row = (await self.conn.execute(stmt)).first()
+        row = (await self.conn.execute(_CURRENT, {"t": type_, "i": id_})).first()
         return Stored.from_row(row) if row else None
 
     async def version(self, type_: str, id_: str, version: int) -> Stored | None:
-        stmt = select(*RESOURCE_COLUMNS).where(
-            resources.c.type == type_, resources.c.id == id_, resources.c.version == version
-        )
-        row = (await self.conn.execute(stmt)).first()
+        row = (await self.conn.execute(_VERSION, {"t": type_, "i": id_, "v": version})).first()
         return Stored.from_row(row) if row else None
 
     async def by_rids(self, rids: Sequence[int]) -> list[Stored]:
@@ -160,7 +166,7 @@ class ReadTx:
 class WriteTx(ReadTx):
     """A write transaction; all-or-nothing."""
 
-    def __init__(self, store: Store, conn: AsyncConnection) -> None:
+    def __init__(self, store: Store, conn: AsyncConnection | InlineConnection) -> None:
         super().__init__(store, conn)
         self.events: list[ResourceEvent] = []
         self._locked: set[str] = set()
@@ -308,7 +314,7 @@ class WriteTx(ReadTx):
 class Store:
     """The mailbox's resource store.  Create with ``await Store.open(url)``."""
 
-    engine: AsyncEngine
+    engine: Any  # AsyncEngine (PostgreSQL) or InlineEngine (SQLite)
     dialect: str
     clock: Clock = system_clock
     listeners: list[Callable[[ResourceEvent], None]] = field(default_factory=list)
@@ -319,8 +325,11 @@ class Store:
     async def open(cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5) -> Store:
         url = normalize_database_url(url)
         if url.startswith("sqlite"):
-            engine = create_async_engine(url, pool_size=pool_size, max_overflow=10)
-            _configure_sqlite(engine)
+            sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+            engine: Any = InlineEngine(
+                create_engine(sync_url, pool_size=pool_size, max_overflow=10, connect_args={"check_same_thread": False})
+            )
+            _configure_sqlite(engine.sync_engine)
             dialect = "sqlite"
         else:
             engine = create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
@@ -452,8 +461,8 @@ class Store:
             seq += 1
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE can be issued for writes.
         dbapi_connection.isolation_level = None
@@ -463,7 +472,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("sqlite_immediate"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
 
 from dsf_core.errors import Forbidden, Gone, InvalidRequest, NotFound
-from dsf_core.fhir.authz.access import access_clause, access_for
+from dsf_core.fhir.authz.access import access_clause, access_for, may_read_statement
 from dsf_core.fhir.authz.rules import audit_decision
 from dsf_core.fhir.dates import DateError, date_range
 from dsf_core.fhir.resource_types import RESOURCE_TYPES
@@ -24,12 +24,15 @@ from dsf_core.fhir.storage.store import RESOURCE_COLUMNS, ReadTx, Stored
 from dsf_core.server.interactions.context import Ctx
 
 
+_H = resources.alias("h")
+_NEWER = resources.alias("newer")
+
+
 async def _may_read(tx: ReadTx, ctx: Ctx, stored: Stored) -> bool:
-    clause = access_clause(ctx.identity, stored.type)
-    if clause is None:
+    stmt = may_read_statement(ctx.identity, stored.type)
+    if stmt is None:
         return True
-    stmt = select(resources.c.rid).where(resources.c.rid == stored.rid, clause)
-    return (await tx.conn.execute(stmt)).first() is not None
+    return (await tx.conn.execute(stmt, {"rid": stored.rid})).first() is not None
 
 
 async def _may_read_history_of(tx: ReadTx, ctx: Ctx, type_: str, id_: str) -> bool:
@@ -100,7 +103,7 @@ async def history(
     ctx: Ctx, type_: str | None, id_: str | None, params: Sequence[tuple[str, str]]
 ) -> HistoryResult:
     """System, type or instance history, newest first; ``_since``, ``_at``, ``_count``, ``_page``."""
-    h = resources.alias("h")
+    h = _H
     count, page = ctx.page_count, 1
     where: list[ColumnElement[bool]] = []
     echo: list[tuple[str, str]] = []
@@ -113,7 +116,7 @@ async def history(
             where.append(h.c.last_updated >= _instant("_since", value))
         elif name == "_at":
             at = _instant("_at", value)
-            newer = resources.alias("newer")
+            newer = _NEWER
             where.append(h.c.last_updated <= at)
             where.append(
                 ~exists().where(
