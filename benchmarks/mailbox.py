@@ -14,7 +14,7 @@ Measured, printed as Markdown and written to ``benchmarks/results/mailbox-<backe
 1. bare GET / bare POST (baseline), then ``POST Task`` filling the store to N Tasks
    (status requested, shaped like a Java DSF ping Task, authorised by an ActivityDefinition),
    ``GET Task/<id>``, ``GET Task?status=requested&_count=20`` and ``..&_summary=count``:
-   requests/s, p50/p99 latency, ratio to the baseline, CPU use of server and client;
+   requests/s, p50/p99 latency, ratio to the baseline, CPU of server, client, PostgreSQL, others;
 2. raw ``POST Binary`` of 1 GiB generated on the fly and ``GET`` back, SHA-256 checked on
    both sides: MiB/s and the server's peak RSS increase (``VmHWM``, sampled ``VmRSS``).
 
@@ -30,6 +30,7 @@ import hashlib
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,7 @@ COUNT = "Task?status=requested&_summary=count"
 GOALS = {"read": 0.5, "create": 0.3, "search": 0.3}
 GOAL_CREATE_P99_MS = 50.0
 GOAL_BINARY_RSS_MIB = 100.0
+NOISY_OTHER_CPU = 0.25  # cores used by other processes above which the report warns
 
 
 class BenchmarkError(RuntimeError):
@@ -361,6 +363,26 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def tree_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds of a process, its reaped children and its live children (PostgreSQL: postmaster + backends)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                child = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(child[1]) == pid:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / _TICK
+
+
 class RssSampler:
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid = pid
@@ -403,6 +425,7 @@ class PhaseResult:
     max_ms: float
     server_cpu: float  # server CPU seconds / wall seconds (1.0 = one core busy)
     client_cpu: float  # this process, same unit
+    db_cpu: float  # PostgreSQL server processes, same unit (0 for SQLite: it runs inside the server process)
     other_cpu: float  # every other process on the machine, same unit (noise from concurrent work)
     stopped_by: str  # "count" or "time"
     first_error: str | None = None
@@ -428,6 +451,7 @@ async def run_phase(
     max_requests: int,
     seconds: float,
     server: ServerProcess,
+    db_pid: int | None = None,
 ) -> PhaseResult:
     latencies: list[float] = []
     issued = 0
@@ -451,12 +475,14 @@ async def run_phase(
                 errors += 1
                 first_error = first_error or detail
 
-    server_cpu0, client_cpu0, busy0 = proc_cpu_seconds(server.pid), proc_cpu_seconds(os.getpid()), system_busy_seconds()
+    server_cpu0, client_cpu0, db_cpu0 = proc_cpu_seconds(server.pid), proc_cpu_seconds(os.getpid()), tree_cpu_seconds(db_pid)
+    busy0 = system_busy_seconds()
     await asyncio.gather(*(worker(s) for s in sessions))
     wall = time.perf_counter() - start
     server_cpu = (proc_cpu_seconds(server.pid) - server_cpu0) / wall
     client_cpu = (proc_cpu_seconds(os.getpid()) - client_cpu0) / wall
-    other_cpu = max((system_busy_seconds() - busy0) / wall - server_cpu - client_cpu, 0.0)
+    db_cpu = (tree_cpu_seconds(db_pid) - db_cpu0) / wall
+    other_cpu = max((system_busy_seconds() - busy0) / wall - server_cpu - client_cpu - db_cpu, 0.0)
     server.check_alive()
     latencies.sort()
     ok = len(latencies) - errors
@@ -473,6 +499,7 @@ async def run_phase(
         max_ms=round((latencies[-1] if latencies else float("nan")) * 1000, 2),
         server_cpu=round(server_cpu, 2),
         client_cpu=round(client_cpu, 2),
+        db_cpu=round(db_cpu, 2),
         other_cpu=round(other_cpu, 2),
         stopped_by="count" if issued >= max_requests else "time",
         first_error=first_error,
@@ -480,7 +507,7 @@ async def run_phase(
     print(
         f"  {name}: {result.ok} ok / {result.errors} errors in {result.seconds:.1f} s = {result.rps:.0f} req/s, "
         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms (server CPU {result.server_cpu:.2f}, "
-        f"client CPU {result.client_cpu:.2f}, other {result.other_cpu:.2f})",
+        f"client CPU {result.client_cpu:.2f}, database {result.db_cpu:.2f}, other {result.other_cpu:.2f})",
         flush=True,
     )
     if first_error:
@@ -539,6 +566,7 @@ class Env:
     base: str = ""
     server: ServerProcess | None = None
     pg: postgres.PostgresCluster | None = None
+    db_pid: int | None = None  # the postmaster, for CPU accounting
     notes: list[str] = field(default_factory=list)
 
 
@@ -638,7 +666,8 @@ async def task_phases(env: Env, http: aiohttp.ClientSession) -> tuple[dict[str, 
 
         print(f"filling to {p.tasks} Tasks with {p.clients} clients (limit {p.create_seconds:.0f} s)", flush=True)
         results["create"] = await run_phase(
-            "Task create", sessions, create, max_requests=p.tasks - 1, seconds=p.create_seconds, server=env.server
+            "Task create", sessions, create, max_requests=p.tasks - 1, seconds=p.create_seconds, server=env.server,
+            db_pid=env.db_pid,
         )
         stored = int((await fetch_json(http, f"{env.base}/{COUNT}"))["total"])
         info["tasks_stored"] = stored
@@ -658,6 +687,7 @@ async def task_phases(env: Env, http: aiohttp.ClientSession) -> tuple[dict[str, 
             max_requests=p.phase_requests,
             seconds=p.phase_seconds,
             server=env.server,
+            db_pid=env.db_pid,
         )
         results["search"] = await run_phase(
             f"{SEARCH}",
@@ -666,6 +696,7 @@ async def task_phases(env: Env, http: aiohttp.ClientSession) -> tuple[dict[str, 
             max_requests=p.phase_requests,
             seconds=p.phase_seconds,
             server=env.server,
+            db_pid=env.db_pid,
         )
         results["count"] = await run_phase(
             f"{COUNT}",
@@ -674,6 +705,7 @@ async def task_phases(env: Env, http: aiohttp.ClientSession) -> tuple[dict[str, 
             max_requests=p.phase_requests,
             seconds=p.phase_seconds,
             server=env.server,
+            db_pid=env.db_pid,
         )
     finally:
         await close_sessions(sessions)
@@ -721,7 +753,7 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
         result["hwm_before_mib"] = round(before["VmHWM"] / MiB, 1)
         sampler = RssSampler(pid)
         sampler.start()
-        cpu0 = proc_cpu_seconds(pid)
+        cpu0, db0 = proc_cpu_seconds(pid), tree_cpu_seconds(env.db_pid)
         t0 = time.perf_counter()
         headers = {
             "Content-Type": "application/octet-stream",
@@ -737,7 +769,7 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
         finally:
             up_seconds = time.perf_counter() - t0
             await sampler.stop()
-        up_cpu = proc_cpu_seconds(pid) - cpu0
+        up_cpu, up_db = proc_cpu_seconds(pid) - cpu0, tree_cpu_seconds(env.db_pid) - db0
         binary_id = id_from_location(location)
         after_up = proc_status(pid)
         up_samples = sampler.samples
@@ -745,7 +777,7 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
         # download
         sampler = RssSampler(pid)
         sampler.start()
-        cpu0 = proc_cpu_seconds(pid)
+        cpu0, db0 = proc_cpu_seconds(pid), tree_cpu_seconds(env.db_pid)
         received = hashlib.sha256()
         got = 0
         t0 = time.perf_counter()
@@ -759,7 +791,7 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
         finally:
             down_seconds = time.perf_counter() - t0
             await sampler.stop()
-        down_cpu = proc_cpu_seconds(pid) - cpu0
+        down_cpu, down_db = proc_cpu_seconds(pid) - cpu0, tree_cpu_seconds(env.db_pid) - db0
         after_down = proc_status(pid)
         down_samples = sampler.samples
     env.server.check_alive()
@@ -775,9 +807,11 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
         "upload_seconds": round(up_seconds, 2),
         "upload_mib_s": round(size / MiB / up_seconds, 1),
         "upload_server_cpu": round(up_cpu / up_seconds, 2),
+        "upload_db_cpu": round(up_db / up_seconds, 2),
         "download_seconds": round(down_seconds, 2),
         "download_mib_s": round(size / MiB / down_seconds, 1),
         "download_server_cpu": round(down_cpu / down_seconds, 2),
+        "download_db_cpu": round(down_db / down_seconds, 2),
         "hwm_after_upload_mib": round(after_up["VmHWM"] / MiB, 1),
         "hwm_after_download_mib": round(after_down["VmHWM"] / MiB, 1),
         "rss_sampled_max_upload_mib": round(max(up_samples) / MiB, 1),
@@ -794,6 +828,14 @@ async def binary_phase(env: Env, http: aiohttp.ClientSession) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
+
+
+def _git(*args: str) -> str:
+    try:
+        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def machine_info(backend: str) -> dict[str, Any]:
@@ -813,12 +855,16 @@ def machine_info(backend: str) -> dict[str, Any]:
         "aiohttp": aiohttp.__version__,
         "kernel": platform.release(),
         "sqlite": sqlite3.sqlite_version,
+        "loadavg_1min_at_start": Path("/proc/loadavg").read_text().split()[0],
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dsf_core_modified": bool(_git("status", "--porcelain", "--", "dsf_core")),
     }
     if backend == "postgresql":
         pg_ctl = postgres._find("pg_ctl")
         if pg_ctl:
-            out = subprocess.run([pg_ctl, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-            info["postgresql"] = out.rsplit(" ", 1)[-1]
+            out = subprocess.run([pg_ctl, "--version"], capture_output=True, text=True, check=False).stdout
+            match = re.search(r"\(PostgreSQL\) (\S+)", out)
+            info["postgresql"] = match.group(1) if match else out.strip()
     return info
 
 
@@ -837,7 +883,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"### Mailbox, {db}, {plan['mode']} run — {report['date']}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, aiohttp {m['aiohttp']}, "
-        f"Linux {m['kernel']}. {plan['clients']} clients with keep-alive over mTLS, server and baseline each in their own process, "
+        f"Linux {m['kernel']}; dsf-py {m.get('commit') or '?'}{' + local changes in dsf_core' if m.get('dsf_core_modified') else ''}. "
+        f"{plan['clients']} clients with keep-alive over mTLS, server and baseline each in their own process, "
         f"{report['info'].get('tasks_stored', '?')} Tasks stored.",
         "",
         "| measurement | req/s | p50 ms | p99 ms | × bare | goal | met |",
@@ -863,14 +910,25 @@ def markdown(report: dict[str, Any]) -> str:
         errors = f" ({r['errors']} errors)" if r["errors"] else ""
         lines.append(
             f"| {label}{errors} | {r['rps']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
-            f"{r['ratio']:.2f} | {goal} | {met} |"
+            f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f')} | {goal} | {met} |"
         )
     lines += [
         "",
-        "Server / client CPU (1.0 = one core busy): "
-        + ", ".join(f"{phases[k]['name']} {phases[k]['server_cpu']:.2f}/{phases[k]['client_cpu']:.2f}" for k in phases)
+        "CPU during each phase, server / load generator / PostgreSQL / other processes (1.0 = one core busy): "
+        + ", ".join(
+            f"{phases[k]['name']} {phases[k]['server_cpu']:.2f} / {phases[k]['client_cpu']:.2f} / "
+            f"{phases[k]['db_cpu']:.2f} / {phases[k]['other_cpu']:.2f}"
+            for k in phases
+        )
         + ".",
     ]
+    busiest = max(phases[k]["other_cpu"] for k in phases)
+    if busiest > NOISY_OTHER_CPU:
+        lines += [
+            "",
+            f"⚠ Other processes used up to {busiest:.2f} of {m['nproc']} cores during the measurements "
+            "(shared machine): absolute numbers, and to a lesser degree the ratios, are lower than on an idle machine.",
+        ]
     if binary:
         size = binary["bytes"] // MiB
         label = f"{size // 1024} GiB" if size >= 1024 else f"{size} MiB"
@@ -886,7 +944,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{binary['peak_rss_increase_mib']:.1f} MiB (both) | < 100 MiB | {_mark(ok)} |",
             "",
             f"Server RSS before {binary['rss_before_mib']:.0f} MiB, sampled max {max(binary['rss_sampled_max_upload_mib'], binary['rss_sampled_max_download_mib']):.0f} MiB, "
-            f"after {binary['rss_after_mib']:.0f} MiB; server CPU upload {binary['upload_server_cpu']:.2f}, download {binary['download_server_cpu']:.2f}.",
+            f"after {binary['rss_after_mib']:.0f} MiB; server (+ PostgreSQL) CPU upload {binary['upload_server_cpu']:.2f} "
+            f"(+ {binary['upload_db_cpu']:.2f}), download {binary['download_server_cpu']:.2f} (+ {binary['download_db_cpu']:.2f}).",
         ]
     for note in report.get("notes") or ():
         lines.append(f"\nNote: {note}")
@@ -897,6 +956,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 async def run(plan: Plan, keep: bool) -> dict[str, Any]:
+    machine = machine_info(plan.backend)
     directory = Path(tempfile.mkdtemp(prefix="dsf-bench-"))
     print(f"working directory {directory}", flush=True)
     env: Env | None = None
@@ -914,7 +974,8 @@ async def run(plan: Plan, keep: bool) -> dict[str, Any]:
             env.pg = postgres.PostgresCluster()
             await asyncio.to_thread(env.pg.start)
             db_url = await asyncio.to_thread(env.pg.create_database)
-            print(f"PostgreSQL cluster on port {env.pg.port}", flush=True)
+            env.db_pid = int((env.pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+            print(f"PostgreSQL cluster on port {env.pg.port}, postmaster pid {env.db_pid}", flush=True)
         port = free_port()
         config = write_node_toml(directory, port, orgs, dev.ca_cert_path, db_url)
         env.server = ServerProcess(
@@ -935,7 +996,7 @@ async def run(plan: Plan, keep: bool) -> dict[str, Any]:
         return {
             "date": date,
             "backend": plan.backend,
-            "machine": machine_info(plan.backend),
+            "machine": machine,
             "plan": asdict(plan),
             "phases": {k: asdict(v) for k, v in phases.items()},
             "binary": binary,

@@ -18,7 +18,7 @@ from aiohttp import web
 from dsf_core import pki
 from dsf_core.errors import Unauthorized
 from dsf_core.fhir.authz.identity import Identity, identity_for_thumbprint
-from dsf_core.fhir.storage.store import ResourceEvent, Store
+from dsf_core.fhir.storage.store import Store
 from dsf_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,8 @@ class IdentityResolver:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self._cache: dict[str, Identity] = {}
+        self._cache = store.type_cache("identities", "Organization", "OrganizationAffiliation")
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.auth.trusted_proxies]
-        store.listeners.append(self._on_event)
-
-    def _on_event(self, event: ResourceEvent) -> None:
-        if event.stored.type in ("Organization", "OrganizationAffiliation"):
-            self._cache.clear()
 
     def _from_proxy(self, request: web.Request) -> bool:
         if not self._proxies or request.remote is None:
@@ -75,12 +70,12 @@ class IdentityResolver:
         if der is None:
             raise Unauthorized("client certificate required")
         thumbprint = pki.thumbprint_der(der)
-        cached = self._cache.get(thumbprint)
+        cached: Identity | None = self._cache.get(thumbprint)
         if cached is not None:
             return cached
         async with self.store.read() as tx:
             identity = await identity_for_thumbprint(tx, thumbprint, self.settings.organization.identifier)
-        self._cache[thumbprint] = identity
+        self._cache.put(thumbprint, identity)
         return identity
 
     def _store_identity(self, request: web.Request) -> Identity:

@@ -109,14 +109,38 @@ async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any]
     canonical = task.get("instantiatesCanonical")
     match = _CANONICAL.match(canonical) if isinstance(canonical, str) else None
     assert match is not None
-    definitions = await find(
-        tx,
-        "ActivityDefinition",
-        [("url", match["url"]), ("version", match["version"]), ("status", "draft,active")],
-        limit=2,
-    )
-    if not definitions:
+    definition = await _activity_definition(tx, match["url"], match["version"])
+    if definition is None:
         raise Forbidden(f"no draft or active ActivityDefinition for {canonical}")
+    recipient = await _local_recipient(tx, local_identifier)
+    profiles = [p for p in (task.get("meta") or {}).get("profile") or () if isinstance(p, str)]
+    ok, reason = is_authorized(
+        definition, str(_inputs(task, "message-name")[0]["valueString"]), profiles, identity, recipient
+    )
+    if not ok:
+        raise Forbidden(f"Task not authorized: {reason}")
+    return f"Task.status requested, {reason}"
+
+
+async def _activity_definition(tx: WriteTx, url: str, version: str) -> dict[str, Any] | None:
+    """The draft or active ActivityDefinition of a process version (cached until one is written)."""
+    cache = tx.store.type_cache("activity-definitions", "ActivityDefinition")
+    key = (url, version)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached[0]  # type: ignore[no-any-return]
+    found = await find(tx, "ActivityDefinition", [("url", url), ("version", version), ("status", "draft,active")], limit=2)
+    definition = found[0].resource if found else None
+    cache.put(key, (definition,))
+    return definition
+
+
+async def _local_recipient(tx: WriteTx, local_identifier: str) -> Identity:
+    """The local organisation as recipient, with its roles (cached until the allow list changes)."""
+    cache = tx.store.type_cache("local-recipient", "Organization", "OrganizationAffiliation")
+    cached = cache.get(local_identifier)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     local_org = await organization_by_identifier(tx, local_identifier)
     recipient = Identity(
         "local",
@@ -125,13 +149,8 @@ async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any]
         local_org.id if local_org else None,
         roles=await roles_of(tx, local_org) if local_org else frozenset(),
     )
-    profiles = [p for p in (task.get("meta") or {}).get("profile") or () if isinstance(p, str)]
-    ok, reason = is_authorized(
-        definitions[0].resource, str(_inputs(task, "message-name")[0]["valueString"]), profiles, identity, recipient
-    )
-    if not ok:
-        raise Forbidden(f"Task not authorized: {reason}")
-    return f"Task.status requested, {reason}"
+    cache.put(local_identifier, recipient)
+    return recipient
 
 
 async def authorize_create(tx: WriteTx, identity: Identity, task: dict[str, Any], local_identifier: str) -> str:

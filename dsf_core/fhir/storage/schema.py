@@ -55,7 +55,9 @@ resources = Table(
         "type",
         "id",
         unique=True,
-        sqlite_where=text("current"),
+        # The predicate must read exactly as SQLAlchemy renders ``resources.c.current`` per dialect,
+        # or the planner will not use the partial index.
+        sqlite_where=text("current = 1"),
         postgresql_where=text("current"),
     ),
     # search scans current rows of a type in _lastUpdated order without touching the table

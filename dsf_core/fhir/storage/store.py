@@ -310,6 +310,37 @@ class WriteTx(ReadTx):
         return len(rids)
 
 
+class TypeCache:
+    """Values derived from resources of some types, dropped when one of them is written.
+
+    Writes of this process clear the cache at once.  On PostgreSQL other workers may write
+    too, so entries also expire after ``ttl`` seconds: an allow-list or ActivityDefinition
+    change made through another worker takes effect within that time.
+    """
+
+    def __init__(self, types: frozenset[str], ttl: float | None) -> None:
+        self.types = types
+        self.ttl = ttl
+        self._data: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        if self.ttl is not None and time.monotonic() - hit[0] > self.ttl:
+            del self._data[key]
+            return None
+        return hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._data) > 10_000:
+            self._data.clear()
+        self._data[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
 @dataclass
 class Store:
     """The mailbox's resource store.  Create with ``await Store.open(url)``."""
@@ -320,6 +351,15 @@ class Store:
     listeners: list[Callable[[ResourceEvent], None]] = field(default_factory=list)
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_ts: int = 0
+    _caches: dict[str, TypeCache] = field(default_factory=dict)
+
+    def type_cache(self, name: str, *types: str) -> TypeCache:
+        """The named cache of values derived from resources of ``types`` (created on first use)."""
+        cache = self._caches.get(name)
+        if cache is None:
+            # SQLite is one process, so invalidation is complete; PostgreSQL may have other workers.
+            cache = self._caches[name] = TypeCache(frozenset(types), None if self.dialect == "sqlite" else 5.0)
+        return cache
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5) -> Store:
@@ -332,7 +372,15 @@ class Store:
             _configure_sqlite(engine.sync_engine)
             dialect = "sqlite"
         else:
-            engine = create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            engine = create_async_engine(
+                url,
+                pool_size=max(pool_size, 20),
+                max_overflow=20,
+                pool_pre_ping=True,
+                # asyncpg prepares statements; PostgreSQL's generic plans for them join and sort every
+                # match of a search instead of stopping at the page, so plan each execution.
+                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            )
             dialect = "postgresql"
         store = cls(engine, dialect, clock)
         await store.migrate()
@@ -358,6 +406,8 @@ class Store:
                 await conn.execute(
                     insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
                 )
+            if self.dialect == "sqlite":
+                await conn.execute(text("PRAGMA optimize"))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[ReadTx]:
@@ -383,6 +433,10 @@ class Store:
                 self._publish(tx.events)
 
     def _publish(self, events: list[ResourceEvent]) -> None:
+        written = {ev.stored.type for ev in events}
+        for cache in self._caches.values():
+            if cache.types & written:
+                cache.clear()
         for ev in events:
             for listener in list(self.listeners):
                 try:
