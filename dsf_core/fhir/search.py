@@ -339,8 +339,14 @@ async def execute_search(
     access: Any,
     *,
     base_url: str | None = None,
+    count_key: Any = None,
 ) -> SearchResult:
-    """Run a parsed search.  ``access(type) -> clause | None`` filters what the identity may read."""
+    """Run a parsed search.  ``access(type) -> clause | None`` filters what the identity may read.
+
+    ``count_key`` (hashable: the criteria and who asks) lets an exact total be reused until the
+    next write of the type, where the store can see every write (SQLite: one process).  Counting
+    is the expensive half of a search over many matches; the page itself stops after its rows.
+    """
     where = [criterion_clause(request.type, c, base_url) for c in request.criteria]
     own = access(request.type)
     if own is not None:
@@ -348,7 +354,14 @@ async def execute_search(
     count_stmt = select(func.count()).select_from(resources).where(
         resources.c.type == request.type, resources.c.current, resources.c.deleted == false(), *where
     )
-    total = int((await tx.conn.execute(count_stmt)).scalar_one())
+    counts = _count_cache(tx, request.type) if count_key is not None else None
+    cached = counts.get(count_key) if counts is not None else None
+    if cached is not None:
+        total = int(cached)
+    else:
+        total = int((await tx.conn.execute(count_stmt)).scalar_one())
+        if counts is not None:
+            counts.put(count_key, total)
     result = SearchResult(total)
     if request.summary_count or request.count == 0:
         return result
@@ -361,6 +374,14 @@ async def execute_search(
     if result.matches and (request.includes or request.revincludes):
         result.included = await _includes(tx, request, result.matches, access)
     return result
+
+
+def _count_cache(tx: ReadTx, type_: str) -> Any:
+    # Only where invalidation is complete (one process writes) and the total depends on rows of this
+    # type alone: a Binary's visibility follows other resources.
+    if tx.dialect != "sqlite" or type_ == "Binary":
+        return None
+    return tx.store.type_cache(f"count:{type_}", type_)
 
 
 async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], access: Any) -> list[Stored]:

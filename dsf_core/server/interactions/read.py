@@ -92,7 +92,13 @@ async def vread(ctx: Ctx, type_: str, id_: str, version: str) -> Stored:
 async def search(ctx: Ctx, type_: str, params: Sequence[tuple[str, str]], *, strict: bool) -> tuple[SearchRequest, SearchResult]:
     request = parse_search(type_, params, strict=strict, default_count=ctx.page_count, max_count=ctx.max_count)
     async with ctx.store.read() as tx:
-        result = await execute_search(tx, request, access_for(ctx.identity), base_url=ctx.base_url)
+        result = await execute_search(
+            tx,
+            request,
+            access_for(ctx.identity),
+            base_url=ctx.base_url,
+            count_key=(request.criteria, ctx.identity, ctx.base_url),
+        )
     return request, result
 
 
