@@ -46,7 +46,7 @@ def _task_clause(identity: Identity) -> ColumnElement[bool]:
     params = ["requester:identifier"] + (["_recipient:identifier"] if identity.is_local else [])
     return exists().where(
         si.c.rid == resources.c.rid,
-        si.c.param.in_(params),
+        or_(*(si.c.param == p for p in params)),
         si.c.value == identity.organization_identifier,
         si.c.system == codes.ORGANIZATION_IDENTIFIER,
     )

@@ -75,7 +75,7 @@ class Stored:
         return f"{self.type}/{self.id}"
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Stored:
+    def from_row(cls, row: Any) -> Stored:
         m = row._mapping
         return cls(
             m["rid"], m["type"], m["id"], m["version"], m["last_updated"], m["deleted"], m["method"], m["content"], m["blob_id"]
@@ -134,6 +134,12 @@ class ReadTx:
     def dialect(self) -> str:
         return self.store.dialect
 
+    async def first(self, stmt: Select[Any], parameters: dict[str, Any]) -> Any:
+        """The first row of a long-lived prebuilt SELECT (raw fast path on SQLite), or None."""
+        if isinstance(self.conn, InlineConnection):
+            return await self.conn.first_raw(stmt, parameters)
+        return (await self.conn.execute(stmt, parameters)).first()
+
     async def rows(self, stmt: Select[Any]) -> Sequence[Row[Any]]:
         result: Sequence[Row[Any]] = (await self.conn.execute(stmt)).all()
         return result
@@ -144,7 +150,7 @@ class ReadTx:
             # Lock the id, not the row: the current row of a concurrent writer stops being current when it
             # commits, and FOR UPDATE on it would then find nothing under READ COMMITTED.
             await self.lock(f"resource|{type_}|{id_}")
-        row = (await self.conn.execute(_CURRENT, {"t": type_, "i": id_})).first()
+        row = await self.first(_CURRENT, {"t": type_, "i": id_})
         return Stored.from_row(row) if row else None
 
     async def version(self, type_: str, id_: str, version: int) -> Stored | None:

@@ -60,7 +60,7 @@ def _read_statement(identity: Identity, type_: str) -> Select[Any]:
 
 async def read(ctx: Ctx, type_: str, id_: str) -> Stored:
     async with ctx.store.read() as tx:
-        row = (await tx.conn.execute(_read_statement(ctx.identity, type_), {"i": id_})).first()
+        row = await tx.first(_read_statement(ctx.identity, type_), {"i": id_})
         if row is None:
             raise NotFound(f"{type_}/{id_} not found")
         current = Stored.from_row(row)
