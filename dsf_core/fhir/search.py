@@ -347,13 +347,21 @@ async def execute_search(
     next write of the type, where the store can see every write (SQLite: one process).  Counting
     is the expensive half of a search over many matches; the page itself stops after its rows.
     """
-    where = [criterion_clause(request.type, c, base_url) for c in request.criteria]
-    own = access(request.type)
-    if own is not None:
-        where.append(own)
-    count_stmt = select(func.count()).select_from(resources).where(
-        resources.c.type == request.type, resources.c.current, resources.c.deleted == false(), *where
-    )
+    built = _STATEMENTS.get((count_key, request.type)) if count_key is not None else None
+    if built is None:
+        where = [criterion_clause(request.type, c, base_url) for c in request.criteria]
+        own = access(request.type)
+        if own is not None:
+            where.append(own)
+        count_stmt = select(func.count()).select_from(resources).where(
+            resources.c.type == request.type, resources.c.current, resources.c.deleted == false(), *where
+        )
+        built = (where, count_stmt, {})
+        if count_key is not None:
+            if len(_STATEMENTS) > 2048:
+                _STATEMENTS.clear()
+            _STATEMENTS[(count_key, request.type)] = built
+    where, count_stmt, pages = built
     counts = _count_cache(tx, request.type) if count_key is not None else None
     cached = counts.get(count_key) if counts is not None else None
     if cached is not None:
@@ -367,13 +375,23 @@ async def execute_search(
         return result
     # Default order: oldest first by _lastUpdated, which the (type, current, deleted, last_updated)
     # index delivers without sorting, so a page stops after its rows.
-    order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [resources.c.last_updated.asc()]
-    order.append(resources.c.rid.asc())
-    stmt = base_query(request.type, where).order_by(*order).limit(request.count).offset((request.page - 1) * request.count)
+    page_key = (request.sort, request.count, request.page)
+    stmt = pages.get(page_key)
+    if stmt is None:
+        order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [resources.c.last_updated.asc()]
+        order.append(resources.c.rid.asc())
+        stmt = base_query(request.type, where).order_by(*order).limit(request.count).offset((request.page - 1) * request.count)
+        if count_key is not None and len(pages) < 64:
+            pages[page_key] = stmt
     result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt)).all()]
     if result.matches and (request.includes or request.revincludes):
         result.included = await _includes(tx, request, result.matches, access)
     return result
+
+
+# Built statements by (criteria and who asks, type): constructing SQLAlchemy expressions costs more
+# than running an indexed page query.  Statements are immutable; the dict is bounded.
+_STATEMENTS: dict[Any, tuple[list[ColumnElement[bool]], Select[Any], dict[Any, Select[Any]]]] = {}
 
 
 def _count_cache(tx: ReadTx, type_: str) -> Any:
