@@ -36,6 +36,15 @@ class RawRow:
             raise AttributeError(name) from None
 
 
+_INSERT_RESOURCE = (
+    "INSERT INTO resources (type, id, version, last_updated, deleted, current, method, content, blob_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_INDEX = "INSERT INTO search_index (rid, type, param, system, value, norm, low, high) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ACCESS = (
+    "INSERT INTO read_access (rid, access, organization, parent, role_system, role_code) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
 # statement id -> (statement kept alive, SQL, bind names in order, default bind values)
 _COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
 
@@ -43,6 +52,27 @@ _COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
 class InlineConnection:
     def __init__(self, sync: Connection) -> None:
         self.sync = sync
+
+    def insert_version_raw(
+        self,
+        row: tuple[Any, ...],
+        index: list[tuple[Any, ...]],
+        access: list[tuple[Any, ...]],
+    ) -> int:
+        """Insert a resource version with its index and read-access rows through sqlite3 (hot write path).
+
+        Runs inside the transaction SQLAlchemy began on this connection; column order as in ``schema``.
+        """
+        raw = self.sync.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.execute(_INSERT_RESOURCE, row)
+        rid = int(cursor.lastrowid or 0)
+        type_ = row[0]
+        if index:
+            raw.executemany(_INSERT_INDEX, [(rid, type_, *r) for r in index])
+        if access:
+            raw.executemany(_INSERT_ACCESS, [(rid, *a) for a in access])
+        return rid
 
     async def first_raw(self, statement: Any, parameters: dict[str, Any]) -> RawRow | None:
         """One row of a prebuilt (long-lived) SELECT straight through sqlite3.

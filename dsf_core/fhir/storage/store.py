@@ -206,6 +206,15 @@ class WriteTx(ReadTx):
         type_ = resource["resourceType"]
         ts = self.store.next_timestamp()
         content = self._stamp(resource, id_, version, ts)
+        if isinstance(self.conn, InlineConnection):
+            rid = self.conn.insert_version_raw(
+                (type_, id_, version, ts, False, True, method, content, blob_id),
+                [(r.param, r.system, r.value, r.norm, r.low, r.high) for r in index_rows(resource)],
+                [(a.access, a.organization, a.parent, a.role_system, a.role_code) for a in read_access_of(resource)],
+            )
+            stored = Stored(rid, type_, id_, version, ts, False, method, content, blob_id)
+            self.events.append(ResourceEvent(method, stored))
+            return stored
         rid = (
             await self.conn.execute(
                 insert(resources)
