@@ -21,9 +21,9 @@ The language inside ``${...}`` (a subset of the Unified EL of JSR 245):
 * ``== != < > <= >=`` and ``eq ne lt gt le ge``; ``&& || !`` and ``and or not``;
   ``empty x``; ``+ - * / div % mod``, unary ``-``; ``c ? a : b``; parentheses.
 
-Coercions follow the EL spec where a model can notice them: ``null`` and ``''`` are
-false, ``'true'`` (any case) is true; ``==`` between a number and a string compares
-numbers; relational operators with a ``null`` operand are false.
+Coercions and property resolution follow the EL spec where a model can notice them
+(:mod:`dsf_core.bpe.coercion`). ``#{...}`` (EL deferred syntax) is not supported: DSF uses
+it for deployment placeholders such as ``#{version}``, replaced before parsing.
 
 Expressions are parsed once (:func:`compile_expression` caches by source text) and
 evaluated many times against a variables mapping; nothing here uses ``eval``. Every
@@ -33,10 +33,13 @@ error is an :class:`ExpressionError` that names the expression and the 1-based c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence, Sized
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
+
+from dsf_core.bpe import coercion
+from dsf_core.bpe.coercion import CoercionError
 
 __all__ = [
     "Execution",
@@ -193,6 +196,13 @@ class _Node:
     def fail(self, scope: _Scope, reason: str) -> ExpressionError:
         return ExpressionError(reason, scope.source, self.pos)
 
+    def boolean(self, scope: _Scope) -> bool:
+        """Evaluate and coerce to boolean, blaming this node if that is impossible."""
+        try:
+            return coercion.to_bool(self.evaluate(scope))
+        except CoercionError as exc:
+            raise self.fail(scope, exc.reason) from None
+
 
 class _Literal(_Node):
     __slots__ = ("value",)
@@ -236,7 +246,10 @@ class _Property(_Node):
         key = self.name.evaluate(scope)
         if obj is None:
             raise self.fail(scope, f"cannot read property {key!r} of null")
-        return _get_property(obj, key, self, scope)
+        try:
+            return coercion.get_property(obj, key)
+        except CoercionError as exc:
+            raise self.fail(scope, exc.reason) from None
 
 
 class _Call(_Node):
@@ -253,7 +266,7 @@ class _Call(_Node):
         if obj is None:
             raise self.fail(scope, f"cannot call {self.name}() on null")
         args = [a.evaluate(scope) for a in self.args]
-        method = _find_method(obj, self.name)
+        method = coercion.find_method(obj, self.name)
         if method is None:
             raise self.fail(scope, f"{type(obj).__name__} has no method {self.name}()")
         try:
@@ -274,12 +287,14 @@ class _Unary(_Node):
 
     def evaluate(self, scope: _Scope) -> Any:
         value = self.operand.evaluate(scope)
-        if self.op == "!":
-            return not _to_bool(value, self, scope)
-        if self.op == "empty":
-            return _is_empty(value)
-        number = _to_number(value, self, scope)
-        return -number
+        try:
+            if self.op == "!":
+                return not coercion.to_bool(value)
+            if self.op == "empty":
+                return coercion.is_empty(value)
+            return -coercion.to_number(value)
+        except CoercionError as exc:
+            raise self.fail(scope, exc.reason) from None
 
 
 class _Logical(_Node):
@@ -292,10 +307,10 @@ class _Logical(_Node):
         self.right = right
 
     def evaluate(self, scope: _Scope) -> bool:
-        left = _to_bool(self.left.evaluate(scope), self.left, scope)
+        left = self.left.boolean(scope)
         if self.op == "&&":
-            return left and _to_bool(self.right.evaluate(scope), self.right, scope)
-        return left or _to_bool(self.right.evaluate(scope), self.right, scope)
+            return left and self.right.boolean(scope)
+        return left or self.right.boolean(scope)
 
 
 class _Binary(_Node):
@@ -311,13 +326,16 @@ class _Binary(_Node):
         a = self.left.evaluate(scope)
         b = self.right.evaluate(scope)
         op = self.op
-        if op == "==":
-            return _equals(a, b, self, scope)
-        if op == "!=":
-            return not _equals(a, b, self, scope)
-        if op in ("<", ">", "<=", ">="):
-            return _compare(op, a, b, self, scope)
-        return _arithmetic(op, a, b, self, scope)
+        try:
+            if op == "==":
+                return coercion.equals(a, b)
+            if op == "!=":
+                return not coercion.equals(a, b)
+            if op in ("<", ">", "<=", ">="):
+                return coercion.compare(op, a, b)
+            return coercion.arithmetic(op, a, b)
+        except CoercionError as exc:
+            raise self.fail(scope, exc.reason) from None
 
 
 class _Conditional(_Node):
@@ -330,174 +348,9 @@ class _Conditional(_Node):
         self.otherwise = otherwise
 
     def evaluate(self, scope: _Scope) -> Any:
-        if _to_bool(self.test.evaluate(scope), self.test, scope):
+        if self.test.boolean(scope):
             return self.then.evaluate(scope)
         return self.otherwise.evaluate(scope)
-
-
-# ----------------------------------------------------------------------------- semantics
-
-
-def _get_property(obj: Any, key: Any, node: _Node, scope: _Scope) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    if isinstance(obj, Sequence) and not isinstance(obj, str):
-        index = _to_index(key, node, scope)
-        return obj[index] if -len(obj) <= index < len(obj) else None
-    name = str(key)
-    if name.startswith("_") or not name:
-        raise node.fail(scope, f"property {name!r} is not accessible")
-    value = getattr(obj, name, _MISSING)
-    if value is not _MISSING and not callable(value):
-        return value
-    for getter in ("get" + name[0].upper() + name[1:], "is" + name[0].upper() + name[1:]):
-        method = getattr(obj, getter, None)
-        if callable(method):
-            return method()
-    raise node.fail(scope, f"{type(obj).__name__} has no property {name!r}")
-
-
-def _find_method(obj: Any, name: str) -> Callable[..., Any] | None:
-    if name.startswith("_"):
-        return None
-    method = getattr(obj, name, None)
-    if callable(method) and not isinstance(obj, (Mapping, list, tuple, str)):
-        return method  # type: ignore[no-any-return]
-    # Java collection methods that Camunda models call on lists, maps and strings.
-    if isinstance(obj, Sized):
-        if name == "size" or (name == "length" and isinstance(obj, str)):
-            return lambda: len(obj)
-        if name == "isEmpty":
-            return lambda: len(obj) == 0
-    if isinstance(obj, Mapping):
-        if name == "get":
-            return obj.get
-        if name in ("containsKey", "contains"):
-            return lambda key: key in obj
-    if isinstance(obj, (list, tuple, str)):
-        if name == "contains":
-            return lambda item: item in obj
-        if name == "get" and not isinstance(obj, str):
-            return lambda index: obj[int(index)]
-    return None
-
-
-_MISSING: Final = object()
-
-
-def _to_bool(value: Any, node: _Node, scope: _Scope) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    if isinstance(value, str):
-        return value.lower() == "true"
-    raise node.fail(scope, f"cannot use {type(value).__name__} {value!r} as a boolean")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _to_number(value: Any, node: _Node, scope: _Scope) -> int | float:
-    if _is_number(value):
-        return value  # type: ignore[no-any-return]
-    if value is None or value == "":
-        return 0
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    raise node.fail(scope, f"cannot use {type(value).__name__} {value!r} as a number")
-
-
-def _to_index(value: Any, node: _Node, scope: _Scope) -> int:
-    number = _to_number(value, node, scope)
-    if isinstance(number, float):
-        if not number.is_integer():
-            raise node.fail(scope, f"index {value!r} is not an integer")
-        return int(number)
-    return number
-
-
-def _to_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _is_empty(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, Sized):
-        return len(value) == 0
-    return False
-
-
-def _equals(a: Any, b: Any, node: _Node, scope: _Scope) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, bool) or isinstance(b, bool):
-        return _to_bool(a, node, scope) == _to_bool(b, node, scope)
-    if _is_number(a) or _is_number(b):
-        if isinstance(a, str) and not _looks_numeric(a) or isinstance(b, str) and not _looks_numeric(b):
-            return False
-        return _to_number(a, node, scope) == _to_number(b, node, scope)
-    if isinstance(a, str) or isinstance(b, str):
-        return _to_text(a) == _to_text(b)
-    return bool(a == b)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return text == ""
-    return True
-
-
-def _compare(op: str, a: Any, b: Any, node: _Node, scope: _Scope) -> bool:
-    if a is None or b is None:
-        return False
-    if _is_number(a) or _is_number(b):
-        x: Any = _to_number(a, node, scope)
-        y: Any = _to_number(b, node, scope)
-    elif isinstance(a, str) or isinstance(b, str):
-        x, y = _to_text(a), _to_text(b)
-    else:
-        x, y = a, b
-    try:
-        if op == "<":
-            return bool(x < y)
-        if op == ">":
-            return bool(x > y)
-        if op == "<=":
-            return bool(x <= y)
-        return bool(x >= y)
-    except TypeError as exc:
-        raise node.fail(scope, f"cannot compare {type(a).__name__} with {type(b).__name__}") from exc
-
-
-def _arithmetic(op: str, a: Any, b: Any, node: _Node, scope: _Scope) -> int | float:
-    x = _to_number(a, node, scope)
-    y = _to_number(b, node, scope)
-    if op == "+":
-        return x + y
-    if op == "-":
-        return x - y
-    if op == "*":
-        return x * y
-    if y == 0:
-        raise node.fail(scope, "division by zero")
-    if op == "/":
-        return x / y  # EL division is never integer division
-    return x % y
 
 
 # ----------------------------------------------------------------------------- parser
@@ -683,7 +536,7 @@ class Expression:
         if not parts:
             return ""
         scope = _Scope(variables, execution, self.source)
-        return "".join(p if isinstance(p, str) else _to_text(p.evaluate(scope)) for p in parts)
+        return "".join(p if isinstance(p, str) else coercion.to_text(p.evaluate(scope)) for p in parts)
 
 
 @lru_cache(maxsize=4096)
