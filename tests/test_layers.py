@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dsf_core"
 FORBIDDEN = {
     "fhir": ("dsf_core.server", "dsf_core.bpe", "dsf_core.cli", "dsf_core.testing", "aiohttp"),
     "server": ("dsf_core.bpe", "dsf_core.cli", "dsf_core.testing"),
-    "pki.py": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe"),
+    "pki": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe", "dsf_core.cli"),
     "errors.py": ("dsf_core.",),
     "settings.py": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe"),
 }
