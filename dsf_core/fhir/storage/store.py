@@ -34,7 +34,7 @@ from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import schema
-from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine
+from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine, RawRow
 from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,33 @@ _VERSION = select(*RESOURCE_COLUMNS).where(
 )
 
 
+# statement id -> (statement kept alive, SQL with $n placeholders, bind names in order, defaults)
+_PG_COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+async def _first_asyncpg(conn: AsyncConnection, stmt: Select[Any], parameters: dict[str, Any]) -> Any:
+    """One row of a prebuilt SELECT straight through asyncpg, outside a transaction.
+
+    A single read needs no BEGIN/ROLLBACK round trips, and asyncpg's own statement cache
+    skips SQLAlchemy's execution machinery (several times the cost of the lookup itself).
+    """
+    entry = _PG_COMPILED.get(id(stmt))
+    if entry is None or entry[0] is not stmt:
+        compiled = stmt.compile(dialect=conn.dialect)
+        if "POSTCOMPILE" in compiled.string:
+            return (await conn.execute(stmt, parameters)).first()
+        entry = (stmt, compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+        if len(_PG_COMPILED) > 10_000:
+            _PG_COMPILED.clear()
+        _PG_COMPILED[id(stmt)] = entry
+    _, sql, names, defaults = entry
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    record = await driver.fetchrow(sql, *[parameters[n] if n in parameters else defaults[n] for n in names])
+    return None if record is None else RawRow(dict(record))
+
+
 def normalize_database_url(url: str) -> str:
     """Accept SQLAlchemy URLs, plain ``postgresql://`` and Java-style ``jdbc:postgresql://``."""
     if url.startswith("jdbc:"):
@@ -138,6 +165,8 @@ class ReadTx:
         """The first row of a long-lived prebuilt SELECT (raw fast path on SQLite), or None."""
         if isinstance(self.conn, InlineConnection):
             return await self.conn.first_raw(stmt, parameters)
+        if not self.conn.in_transaction():
+            return await _first_asyncpg(self.conn, stmt, parameters)
         return (await self.conn.execute(stmt, parameters)).first()
 
     async def rows(self, stmt: Select[Any]) -> Sequence[Row[Any]]:
