@@ -395,9 +395,9 @@ _STATEMENTS: dict[Any, tuple[list[ColumnElement[bool]], Select[Any], dict[Any, S
 
 
 def _count_cache(tx: ReadTx, type_: str) -> Any:
-    # Only where invalidation is complete (one process writes) and the total depends on rows of this
-    # type alone: a Binary's visibility follows other resources.
-    if tx.dialect != "sqlite" or type_ == "Binary":
+    # Only where every write invalidates promptly and the total depends on rows of this type
+    # alone: a Binary's visibility follows other resources.
+    if not tx.store.exact_invalidation or type_ == "Binary":
         return None
     return tx.store.type_cache(f"count:{type_}", type_)
 

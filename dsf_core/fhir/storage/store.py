@@ -112,6 +112,8 @@ _VERSION = select(*RESOURCE_COLUMNS).where(
 )
 
 
+_CHANNEL = "dsf_resources"
+
 # statement id -> (statement kept alive, SQL with $n placeholders, bind names in order, defaults)
 _PG_COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
 
@@ -396,14 +398,57 @@ class Store:
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_ts: int = 0
     _caches: dict[str, TypeCache] = field(default_factory=dict)
+    _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
 
     def type_cache(self, name: str, *types: str) -> TypeCache:
         """The named cache of values derived from resources of ``types`` (created on first use)."""
         cache = self._caches.get(name)
         if cache is None:
-            # SQLite is one process, so invalidation is complete; PostgreSQL may have other workers.
-            cache = self._caches[name] = TypeCache(frozenset(types), None if self.dialect == "sqlite" else 5.0)
+            cache = self._caches[name] = TypeCache(frozenset(types), self._cache_ttl())
         return cache
+
+    def _cache_ttl(self) -> float | None:
+        # SQLite is one process: invalidation is complete.  PostgreSQL workers tell each other about
+        # writes (NOTIFY); the TTL is the safety net for notifications lost while reconnecting.
+        if self.dialect == "sqlite":
+            return None
+        return 60.0 if self._listener is not None else 5.0
+
+    @property
+    def exact_invalidation(self) -> bool:
+        """Whether every committed write (of any worker) reaches ``type_cache`` invalidation promptly."""
+        return self.dialect == "sqlite" or self._listener is not None
+
+    def invalidate(self, types: set[str]) -> None:
+        for cache in self._caches.values():
+            if cache.types & types:
+                cache.clear()
+
+    async def _listen(self) -> None:
+        """LISTEN for writes of other workers sharing this PostgreSQL database."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            connection = await asyncpg.connect(dsn)
+            await connection.add_listener(_CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for other workers' writes (%s); caches expire after 5 s instead", exc)
+            return
+        connection.add_termination_listener(self._on_listener_lost)
+        self._listener = connection
+        for cache in self._caches.values():
+            cache.ttl = self._cache_ttl()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.invalidate(set(payload.split(",")))
+
+    def _on_listener_lost(self, _conn: Any) -> None:
+        log.warning("lost the LISTEN connection; caches expire after 5 s until restart")
+        self._listener = None
+        for cache in self._caches.values():
+            cache.ttl = 5.0
+            cache.clear()
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5) -> Store:
@@ -428,9 +473,14 @@ class Store:
             dialect = "postgresql"
         store = cls(engine, dialect, clock)
         await store.migrate()
+        if dialect == "postgresql":
+            await store._listen()
         return store
 
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.close()
         await self.engine.dispose()
 
     def next_timestamp(self) -> int:
@@ -474,13 +524,14 @@ class Store:
                 tx = WriteTx(self, conn)
                 async with conn.begin():
                     yield tx
+                    if tx.events:
+                        # delivered to every listening worker when (and only if) this commits
+                        types = ",".join(sorted({ev.stored.type for ev in tx.events}))
+                        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": _CHANNEL, "p": types})
                 self._publish(tx.events)
 
     def _publish(self, events: list[ResourceEvent]) -> None:
-        written = {ev.stored.type for ev in events}
-        for cache in self._caches.values():
-            if cache.types & written:
-                cache.clear()
+        self.invalidate({ev.stored.type for ev in events})
         for ev in events:
             for listener in list(self.listeners):
                 try:
