@@ -104,7 +104,6 @@ from dsf_core.fhir._xml_schema import (
     PRIMITIVE,
     RESOURCE,
     SKIP,
-    XHTML,
     ElementSpec,
     TypeInfo,
     decimal_lexical,

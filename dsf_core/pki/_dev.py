@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from dsf_core.pki._base import DEFAULT_CA_COMMON_NAME, PkiError, thumbprint
+from dsf_core.pki._base import DEFAULT_CA_COMMON_NAME, PkiError
 from dsf_core.pki._issue import Issued, create_ca, issue_certificate, write_issued
 from dsf_core.pki._load import load_key_and_certificate
 

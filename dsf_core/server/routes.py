@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dsf_core.errors import Forbidden, InvalidRequest, NotFound, UnsupportedMediaType
-from dsf_core.fhir.dates import format_http_date, format_instant
+from dsf_core.errors import InvalidRequest, NotFound
+from dsf_core.fhir.dates import format_http_date
 from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
 from dsf_core.server import binary, bundles, capabilities, keys, transaction
 from dsf_core.server.formats import (
@@ -253,10 +253,6 @@ async def system_post(request: web.Request) -> web.Response:
     return fhir_response(dumps(response_bundle, fmt), fmt)
 
 
-async def not_supported_type_post(request: web.Request) -> web.Response:
-    raise UnsupportedMediaType("not supported")
-
-
 Route = tuple[str, str, Callable[[web.Request], Any]]
 
 ROUTES: tuple[Route, ...] = (
@@ -288,4 +284,4 @@ def add_routes(app: web.Application, base_path: str) -> None:
             app.router.add_route(method, full, handler)
 
 
-__all__ = ["Forbidden", "ROUTES", "add_routes", "format_instant"]
+__all__ = ["ROUTES", "add_routes"]

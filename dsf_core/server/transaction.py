@@ -16,7 +16,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -279,4 +279,4 @@ async def process(ctx: Ctx, bundle: dict[str, Any], *, strict: bool) -> dict[str
     }
 
 
-__all__ = ["process", "urlsplit"]
+__all__ = ["process"]

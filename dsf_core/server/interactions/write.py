@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dsf_core.errors import Gone, InvalidRequest, MethodNotAllowed, NotFound, PreconditionFailed
+from dsf_core.errors import InvalidRequest, MethodNotAllowed, NotFound, PreconditionFailed
 from dsf_core.fhir.authz import rules
 from dsf_core.fhir.resource_types import default_profiles
 from dsf_core.fhir.search import criterion_clause, find_internal, parse_search
@@ -196,7 +196,6 @@ async def permanent_delete(ctx: Ctx, type_: str, id_: str) -> int:
 
 
 __all__ = [
-    "Gone",
     "conditional_delete",
     "conditional_update",
     "create",
