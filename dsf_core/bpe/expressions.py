@@ -297,7 +297,9 @@ class _Unary(_Node):
             raise self.fail(scope, exc.reason) from None
 
 
-class _Logical(_Node):
+class _Pair(_Node):
+    """A node with an operator between two operands."""
+
     __slots__ = ("op", "left", "right")
 
     def __init__(self, pos: int, op: str, left: _Node, right: _Node) -> None:
@@ -305,6 +307,10 @@ class _Logical(_Node):
         self.op = op
         self.left = left
         self.right = right
+
+
+class _Logical(_Pair):
+    __slots__ = ()
 
     def evaluate(self, scope: _Scope) -> bool:
         left = self.left.boolean(scope)
@@ -313,14 +319,8 @@ class _Logical(_Node):
         return left or self.right.boolean(scope)
 
 
-class _Binary(_Node):
-    __slots__ = ("op", "left", "right")
-
-    def __init__(self, pos: int, op: str, left: _Node, right: _Node) -> None:
-        super().__init__(pos)
-        self.op = op
-        self.left = left
-        self.right = right
+class _Binary(_Pair):
+    __slots__ = ()
 
     def evaluate(self, scope: _Scope) -> Any:
         a = self.left.evaluate(scope)
