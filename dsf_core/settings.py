@@ -103,6 +103,34 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    #: Run the business process engine beside the mailbox (``dsf node start``).
+    enabled: bool = True
+    #: Base URL of the local mailbox the engine talks to (default: server.base_url).
+    fhir_base_url: str | None = None
+    #: Engine database: SQLAlchemy URL; default SQLite ``engine.sqlite`` under data_dir.
+    database_url: str | None = None
+    database_password: Secret | None = None
+    #: CA certificates trusted for the server certificates of the local and remote mailboxes (default: tls.trust_client_cas).
+    trust_server_cas: Path | None = None
+    #: Folders with process plugins (Python packages or ``*.whl``) besides the installed ``dsf.process_plugins`` entry points.
+    plugin_dirs: tuple[Path, ...] = ()
+    #: Processes not deployed (``dsfdev_ping`` or ``dsfdev_ping|1.0``).
+    excluded_processes: tuple[str, ...] = ()
+    #: Processes deployed as retired: no new instances start, running ones finish.
+    retired_processes: tuple[str, ...] = ()
+    #: Seconds between periodic catch-up searches of the local mailbox (besides the websocket).
+    catch_up_seconds: float = 60.0
+    #: Seconds between reconnect attempts when the local mailbox is unreachable.
+    reconnect_seconds: float = 5.0
+    #: Attempts to deliver a Task to a peer before the send counts as failed, and the pause between them.
+    send_attempts: int = 3
+    send_retry_seconds: float = 2.0
+    #: Activities run concurrently per node.
+    max_concurrent_activities: int = 64
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -110,16 +138,22 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     organization: OrganizationSettings = field(default_factory=OrganizationSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+    @property
+    def engine_database_url(self) -> str:
+        if self.engine.database_url:
+            return _with_password(self.engine.database_url, self.engine.database_password)
+        return f"sqlite+aiosqlite:///{(self.node.data_dir / 'engine.sqlite').resolve()}"
+
+    @property
+    def engine_fhir_base_url(self) -> str:
+        return (self.engine.fhir_base_url or self.server.base_url).rstrip("/")
 
     @property
     def database_url(self) -> str:
         if self.database.url:
-            url = self.database.url
-            if self.database.password and "@" in url and ":" not in url.split("://", 1)[1].split("@", 1)[0]:
-                scheme, rest = url.split("://", 1)
-                user, host = rest.split("@", 1)
-                url = f"{scheme}://{user}:{self.database.password}@{host}"
-            return url
+            return _with_password(self.database.url, self.database.password)
         return f"sqlite+aiosqlite:///{(self.node.data_dir / 'fhir.sqlite').resolve()}"
 
     @property
@@ -127,6 +161,14 @@ class Settings:
         from urllib.parse import urlsplit
 
         return urlsplit(self.server.base_url).path.rstrip("/")
+
+
+def _with_password(url: str, password: Secret | None) -> str:
+    if password and "@" in url and ":" not in url.split("://", 1)[1].split("@", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        user, host = rest.split("@", 1)
+        url = f"{scheme}://{user}:{password}@{host}"
+    return url
 
 
 # Java DSF environment names that map onto ours (section, key).
@@ -145,6 +187,12 @@ JAVA_ALIASES: dict[str, tuple[str, str]] = {
     "DEV_DSF_FHIR_DB_USER_PASSWORD": ("database", "password"),
     "DEV_DSF_SERVER_AUTH_TRUST_CLIENT_CERTIFICATE_CAS": ("tls", "trust_client_cas"),
     "DEV_DSF_SERVER_AUTH_CLIENT_CERTIFICATE_HEADER": ("auth", "client_certificate_header"),
+    "DEV_DSF_BPE_FHIR_SERVER_BASE_URL": ("engine", "fhir_base_url"),
+    "DEV_DSF_BPE_DB_URL": ("engine", "database_url"),
+    "DEV_DSF_BPE_DB_USER_PASSWORD": ("engine", "database_password"),
+    "DEV_DSF_BPE_FHIR_CLIENT_TRUST_SERVER_CERTIFICATE_CAS": ("engine", "trust_server_cas"),
+    "DEV_DSF_BPE_PROCESS_EXCLUDED": ("engine", "excluded_processes"),
+    "DEV_DSF_BPE_PROCESS_RETIRED": ("engine", "retired_processes"),
 }
 
 
@@ -187,7 +235,8 @@ def _convert(value: Any, hint: Any, where: str, base_dir: Path | None) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise SettingsError(f"{where}: must be a list, got {value!r}")
-        return tuple(str(v) for v in value)
+        item = args[0] if args else str
+        return tuple(_convert(v, item, where, base_dir) if item is Path else str(v) for v in value)
     if hint is str:
         if not isinstance(value, (str, int, float)):
             raise SettingsError(f"{where}: must be a string, got {value!r}")
