@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run test bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello_world/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,postgres]'
+	$(BIN)/pip install -q --no-deps -e plugins/ping_pong -e plugins/hello_world
 	touch $@
 
 setup: $(BIN)/.installed
@@ -24,7 +25,7 @@ run: setup certs/local.test/client.crt
 	$(BIN)/dsf fhir start --config examples/local-node/node.toml
 
 test: setup
-	$(BIN)/mypy dsf_core
+	$(BIN)/mypy dsf_core plugins/ping_pong/src plugins/hello_world/src
 	$(BIN)/pytest -q
 
 bench: setup

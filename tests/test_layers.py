@@ -15,6 +15,10 @@ FORBIDDEN = {
     "server": ("dsf_core.bpe", "dsf_core.cli", "dsf_core.testing"),
     "pki": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe", "dsf_core.cli"),
     "errors.py": ("dsf_core.",),
+    "client.py": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe", "dsf_core.api", "dsf_core.cli", "dsf_core.testing"),
+    "api": ("dsf_core.bpe", "dsf_core.server", "dsf_core.cli", "dsf_core.testing", "dsf_core.node"),
+    "bpe": ("dsf_core.server", "dsf_core.cli", "dsf_core.testing", "dsf_core.node"),
+    "network": ("dsf_core.server", "dsf_core.bpe", "dsf_core.testing", "dsf_core.node"),
     "settings.py": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe"),
 }
 

@@ -55,6 +55,7 @@ from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser  # type: ignore[impo
 from SpiffWorkflow.bpmn.parser.util import full_tag  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask  # type: ignore[import-untyped]
 
 from dsf_core.bpe.bindings import Binding
 from dsf_core.bpe.events import (
@@ -366,6 +367,8 @@ def parse_bpmn(data: bytes | str, file: str, *, placeholders: Mapping[str, str] 
         element = root.xpath("//*[@id=$id]", id=exc.id) if exc.id else []
         raise ModelError(file, str(exc), element_id=exc.id or None,
                          line=element[0].sourceline if element else None) from exc
+    for process_spec in (spec, *subprocess_specs.values()):
+        _connect_multi_instance(process_spec)
     messages = {m.get("id"): m.get("name") for m in root.findall(bpmn("message"))}
     signals = {s.get("id"): s.get("name") for s in root.findall(bpmn("signal"))}
     starts = process.findall(bpmn("startEvent"))
@@ -384,6 +387,18 @@ def parse_bpmn(data: bytes | str, file: str, *, placeholders: Mapping[str, str] 
         ),
         extensions=read_properties(process),
     )
+
+
+def _connect_multi_instance(process_spec: Any) -> None:
+    # SpiffWorkflow connects an instance spec's completion to its multi-instance parent only
+    # when the first child is created (or when a spec is deserialized). A workflow restored
+    # onto freshly parsed specs would then never merge the children that were already
+    # running: connect up front, as the spec deserializer does.
+    for task_spec in process_spec.task_specs.values():
+        if isinstance(task_spec, MultiInstanceTask):
+            child = process_spec.task_specs[task_spec.task_spec]
+            if not child.completed_event.is_connected(task_spec.merge_child):
+                child.completed_event.connect(task_spec.merge_child)
 
 
 def load_bpmn(path: str | Path, *, placeholders: Mapping[str, str] | None = None, file: str | None = None) -> ProcessModel:

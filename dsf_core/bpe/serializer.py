@@ -13,14 +13,20 @@ A deserialized workflow comes back with SpiffWorkflow's Python script engine: se
 
 from __future__ import annotations
 
+import json
 from copy import copy
 from typing import Any
+from uuid import UUID
 
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.serializer.default.event_definition import (  # type: ignore[import-untyped]
     ErrorEscalationEventDefinitionConverter,
     TimerConditionalEventDefinitionConverter,
+)
+from SpiffWorkflow.bpmn.serializer.default.workflow import (  # type: ignore[import-untyped]
+    BpmnWorkflowConverter,
+    WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.default.task_spec import (  # type: ignore[import-untyped]
     BoundaryEventConverter,
@@ -35,6 +41,8 @@ from SpiffWorkflow.bpmn.serializer.helpers import (  # type: ignore[import-untyp
     BpmnDataSpecificationConverter,
     EventDefinitionConverter,
 )
+
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
 
 from dsf_core.bpe.bindings import Binding
 from dsf_core.bpe.events import (
@@ -141,3 +149,67 @@ DSF_SERIALIZER_CONFIG: dict[type, type] = {
 def create_serializer() -> Any:
     """A ``BpmnWorkflowSerializer`` that knows every DSF class."""
     return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(DSF_SERIALIZER_CONFIG))
+
+
+class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):  # type: ignore[misc]
+    """Serializes a workflow without its specs: the engine stores each spec once per process version."""
+
+    def to_dict(self, workflow: Any) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any], spec: Any = None, subprocess_specs: Any = None) -> Any:
+        if spec is None:
+            return super().from_dict(dct)
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+class InstanceSerializer:
+    """Instance state without specs (``state_*``) and specs on their own (``spec_*``).
+
+    A restored instance shares the spec objects it is given; specs are immutable, so one
+    deserialized spec per process version serves every instance.
+    """
+
+    def __init__(self) -> None:
+        config = dict(DSF_SERIALIZER_CONFIG)
+        config[BpmnWorkflow] = _SpecFreeWorkflowConverter
+        self._serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+        self._full = create_serializer()
+
+    def state_to_json(self, workflow: Any) -> str:
+        registry = self._serializer.registry
+        registry._encoder_mode = True
+        try:
+            dct = self._serializer.to_dict(workflow)
+            dct[self._serializer.VERSION_KEY] = self._serializer.VERSION
+            return json.dumps(dct, cls=self._serializer._encoder_cls, separators=(",", ":"))
+        finally:
+            registry._encoder_mode = False
+
+    def state_from_json(self, text: str | bytes, spec: Any, subprocess_specs: Any) -> Any:
+        dct = json.loads(text, cls=self._serializer.json_decoder_cls)
+        self._serializer.migrate(dct)
+        return self._serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
+
+    def specs_to_json(self, spec: Any, subprocess_specs: Any) -> str:
+        registry = self._full.registry
+        dct = {
+            "spec": registry.convert(spec),
+            "subprocess_specs": {name: registry.convert(s) for name, s in subprocess_specs.items()},
+        }
+        return json.dumps(dct, separators=(",", ":"))
+
+    def specs_from_json(self, text: str | bytes) -> tuple[Any, dict[str, Any]]:
+        dct = json.loads(text)
+        registry = self._full.registry
+        spec = registry.restore(dct["spec"])
+        return spec, {name: registry.restore(s) for name, s in dct["subprocess_specs"].items()}

@@ -53,6 +53,14 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     app.cleanup_ctx.append(store_ctx)
 
+    async def close_websockets(app: web.Application) -> None:
+        # Before aiohttp waits for open handlers: an open websocket would hold shutdown for its timeout.
+        manager = app.get(keys.SUBSCRIPTIONS)
+        if manager is not None:
+            await manager.close()
+
+    app.on_shutdown.append(close_websockets)
+
     async def ws_handler(request: web.Request) -> web.StreamResponse:
         return await request.app[keys.SUBSCRIPTIONS].handle(request)
 

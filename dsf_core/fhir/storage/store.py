@@ -428,7 +428,7 @@ class Store:
             engine: Any = InlineEngine(
                 create_engine(sync_url, pool_size=pool_size, max_overflow=10, connect_args={"check_same_thread": False})
             )
-            _configure_sqlite(engine.sync_engine)
+            configure_sqlite(engine.sync_engine)
             dialect = "sqlite"
         else:
             engine = create_async_engine(
@@ -580,7 +580,7 @@ class Store:
             seq += 1
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE can be issued for writes.

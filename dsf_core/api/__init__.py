@@ -1,0 +1,39 @@
+"""The public plugin API — the only ``dsf_core`` module a process plugin imports.
+
+* :class:`ProcessPlugin` — the definition a plugin exports (entry point ``dsf.process_plugins``);
+* :class:`ServiceTask`, :class:`MessageSend`, :class:`ExecutionListener` — what ``camunda:class`` binds;
+* :class:`Variables` — the instance's variables and Tasks; :class:`ProcessPluginApi` — services;
+* :class:`Target`, :class:`Targets` — recipients; :class:`BpmnError` — the error boundary path;
+* :mod:`dsf_core.api.tasks` — Task inputs/outputs; :class:`FhirClient`, :class:`FhirClientError`,
+  :func:`classify` — talking to mailboxes and data stores.
+"""
+
+from dsf_core.api import tasks
+from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask
+from dsf_core.api.errors import BpmnError
+from dsf_core.api.plugin import PluginDefinitionError, ProcessPlugin
+from dsf_core.api.services import EndpointProvider, FhirClients, OrganizationProvider, ProcessPluginApi, TargetProvider
+from dsf_core.api.targets import Target, Targets
+from dsf_core.api.variables import Variables
+from dsf_core.client import FhirClient, FhirClientError, classify
+
+__all__ = [
+    "BpmnError",
+    "EndpointProvider",
+    "ExecutionListener",
+    "FhirClient",
+    "FhirClientError",
+    "FhirClients",
+    "MessageSend",
+    "OrganizationProvider",
+    "PluginDefinitionError",
+    "ProcessPlugin",
+    "ProcessPluginApi",
+    "ServiceTask",
+    "Target",
+    "TargetProvider",
+    "Targets",
+    "Variables",
+    "classify",
+    "tasks",
+]

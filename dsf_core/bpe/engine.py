@@ -1,0 +1,595 @@
+"""The engine: Tasks in, process instances stepped, persisted, timed, and Tasks out.
+
+Life of a received Task (``handle_task``, fed by the connectors)::
+
+    requested Task ─► handled before? ─yes─► (re-write its status) done
+          │no
+          ▼
+    TaskMessage.of (instantiatesCanonical, message-name, business-key, correlation-key)
+          │                                   └── malformed ─► Task failed (error output)
+          ▼
+    running instance of that process with that business key?
+          ├─yes─► exactly one waiting element catches message-name (and correlation-key)
+          │        ├─yes─► delivered to that (sub)workflow only ─► advance
+          │        └─no──► Task failed: "Unable to correlate Task"
+          └─no──► message-name starts the process? ─yes─► new instance ─► advance
+                                                  └─no──► Task failed
+
+``advance`` is the one loop every event goes through (start, delivery, due timer,
+recovery): run engine steps; save the instance (state without spec, Tasks, next timer,
+signal waits, handled Task ids — one transaction); write Task status changes to the local
+mailbox; run the activities the steps started, concurrently; complete their tasks (or
+take the BPMN error path); repeat until nothing is pending. An activity failing after its
+retries, an unhandled BPMN error or a broken expression fails the instance: every open Task
+of it becomes ``failed`` with an ``error`` output. At the end every Task still
+``in-progress`` becomes ``completed`` with the outputs activities put on it.
+
+Crash safety: state is saved before any side effect. A restarted engine re-runs the
+activities that were running (at-least-once, as Camunda's jobs), fires overdue timers and
+re-writes the statuses of open Tasks; a Task seen again is recognised as handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
+from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
+
+from dsf_core.api.errors import BpmnError
+from dsf_core.api.tasks import BPMN_MESSAGE, error_output, parameter
+from dsf_core.bpe.deployment import DeployedProcess
+from dsf_core.bpe.events import message_event, next_timer_due, signal_event
+from dsf_core.bpe.instance import LATEST_TASK, Instance, InstanceHost, Pending, TaskVariables, activity_kind
+from dsf_core.bpe.messages import MessageError, TaskMessage
+from dsf_core.bpe.plugin_api import EngineApi
+from dsf_core.bpe.scripting import DsfScriptEngine
+from dsf_core.bpe.serializer import InstanceSerializer
+from dsf_core.bpe.specs import UnhandledBpmnError, throw_bpmn_error
+from dsf_core.bpe.store import EngineStore, InstanceRow, SpecRow
+from dsf_core.bpe.timers import TimerError, parse_cycle
+from dsf_core.client import FhirClient, FhirClientError
+
+__all__ = ["Engine", "EngineError"]
+
+log = logging.getLogger("dsf.bpe.engine")
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_engine_steps(workflow: Any) -> None:
+    """Run every READY task (see :mod:`dsf_core.bpe.compaction` for unbounded loops)."""
+    import importlib
+
+    try:
+        compacting = importlib.import_module("dsf_core.bpe.compaction").run_engine_steps
+    except ImportError:  # pragma: no cover - until compaction lands
+        workflow.do_engine_steps()
+        return
+    compacting(workflow)
+
+
+class EngineError(Exception):
+    """The engine cannot do what it was asked (unknown process, nothing to correlate)."""
+
+
+class _Failure(Exception):
+    """An activity failed for good: the instance fails with this message."""
+
+
+class Engine:
+    """One organisation's business process engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: EngineStore,
+        api: EngineApi,
+        local: FhirClient,
+        clock: Clock = _utc_now,
+        sleep: Sleep = asyncio.sleep,
+        max_concurrent_activities: int = 64,
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.local = local
+        self.clock = clock
+        self._sleep = sleep
+        self.processes: dict[str, DeployedProcess] = {}
+        self._instances: dict[str, Instance] = {}
+        self._serializer = InstanceSerializer()
+        self._slots = asyncio.Semaphore(max_concurrent_activities)
+        self._in_flight: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def deploy(self, processes: Iterable[DeployedProcess]) -> None:
+        """Register deployed processes; each spec is stored once per process id + version."""
+        for process in processes:
+            if process.key in self.processes:
+                other = self.processes[process.key].plugin.name
+                raise EngineError(f"process {process.key} is deployed twice (plugins {other} and {process.plugin.name})")
+            existing = await self.store.load_spec(process.process_id, process.version)
+            if existing is None or existing.digest != process.digest or existing.status != process.status:
+                spec = self._serializer.specs_to_json(process.model.spec, process.model.subprocess_specs)
+                await self.store.save_spec(
+                    SpecRow(process.process_id, process.version, process.plugin.name, process.plugin.version,
+                            process.digest, spec, process.status),
+                    now=self.clock(),
+                )
+            self.processes[process.key] = process
+            log.info("deployed %s (%s) from plugin %s %s", process.key, process.status, process.plugin.name,
+                     process.plugin.version)
+
+    async def start(self) -> None:
+        """Resume every running instance, then start the timer scheduler."""
+        for instance_id in await self.store.running_ids():
+            await self._resume(instance_id)
+        self._scheduler = asyncio.create_task(self._schedule(), name="dsf-bpe-scheduler")
+
+    async def stop(self) -> None:
+        self._closing = True
+        tasks = [t for t in (self._scheduler, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._scheduler = None
+
+    def active_processes(self) -> list[str]:
+        return sorted(k for k, p in self.processes.items() if p.status == "active")
+
+    # ------------------------------------------------------------------ Tasks in
+
+    async def handle_task(self, task: dict[str, Any]) -> None:
+        """The connector's handler: a Task addressed to this organisation (idempotent)."""
+        if task.get("resourceType") != "Task" or task.get("status") != "requested" or not task.get("id"):
+            return
+        task_id = str(task["id"])
+        if task_id in self._in_flight:
+            return
+        self._in_flight.add(task_id)
+        try:
+            await self._handle(task)
+        except Exception:
+            log.exception("Task/%s could not be handled", task_id)
+        finally:
+            self._in_flight.discard(task_id)
+
+    async def _handle(self, task: dict[str, Any]) -> None:
+        task_id = str(task["id"])
+        seen = await self.store.handled_by(task_id)
+        if seen is not False:
+            await self._handled_again(task, seen)
+            return
+        try:
+            message = TaskMessage.of(task)
+        except MessageError as exc:
+            await self._refuse(task, str(exc))
+            return
+        key = f"{message.process_id}|{message.version}"
+        if message.business_key:
+            for instance_id in await self.store.running_by_business_key(message.business_key):
+                instance = await self._load(instance_id)
+                if instance is not None and instance.process.key == key:
+                    await self._deliver(instance, task, message)
+                    return
+        process = self.processes.get(key)
+        if process is None:
+            await self._refuse(task, f"process {key} is not deployed at this organisation")
+        elif message.message_name not in process.model.start_messages:
+            if message.business_key:
+                await self._refuse(task, f"Unable to correlate Task: no instance of {key} with business-key "
+                                         f"{message.business_key} waits for message {message.message_name!r}")
+            else:
+                await self._refuse(task, f"process {key} has no start message {message.message_name!r}")
+        elif process.status != "active":
+            await self._refuse(task, f"process {key} is retired: it starts no new instances")
+        else:
+            await self._start(process, task, message)
+
+    async def _handled_again(self, task: dict[str, Any], instance_id: str | None | bool) -> None:
+        # Seen before but still `requested`: the status write after the save was lost.
+        instance = await self._load(instance_id) if isinstance(instance_id, str) else None
+        if instance is None:
+            await self._write_failed(task, "the Task could not be handled")
+            return
+        async with instance.lock:
+            known = instance.tasks.get(str(task["id"]))
+            if known is not None:
+                instance.dirty_tasks.add(str(task["id"]))
+                await self._flush_tasks(instance)
+
+    async def _refuse(self, task: dict[str, Any], reason: str) -> None:
+        log.warning("Task/%s failed: %s", task.get("id"), reason)
+        await self.store.mark_handled(str(task["id"]), None, self.clock())
+        await self._write_failed(task, reason)
+
+    async def _write_failed(self, task: dict[str, Any], reason: str) -> None:
+        failed = dict(task)
+        failed["status"] = "failed"
+        failed["output"] = [*task.get("output", []), error_output(reason)]
+        try:
+            await self.local.update(failed)
+        except FhirClientError as exc:
+            log.error("Task/%s: cannot set failed: %s", task.get("id"), exc)
+
+    # ------------------------------------------------------------------ instances
+
+    def _new_instance(self, process: DeployedProcess, business_key: str, start_task: dict[str, Any] | None) -> Instance:
+        instance_id = str(uuid.uuid4())
+        holder: list[Instance] = []
+        workflow = BpmnWorkflow(
+            process.model.spec, process.model.subprocess_specs,
+            script_engine=self._script_engine(lambda: holder[0]),
+        )
+        tasks = {str(start_task["id"]): start_task} if start_task is not None else {}
+        instance = Instance(
+            id=instance_id, process=process, workflow=workflow, business_key=business_key, tasks=tasks,
+            start_task_id=str(start_task["id"]) if start_task is not None else None,
+        )
+        holder.append(instance)
+        workflow.do_engine_steps()  # the start event waits for its message
+        self._instances[instance_id] = instance
+        return instance
+
+    def _script_engine(self, instance: Callable[[], Instance]) -> DsfScriptEngine:
+        return DsfScriptEngine(InstanceHost(instance, self.api), clock=self.clock)
+
+    async def _start(self, process: DeployedProcess, task: dict[str, Any], message: TaskMessage) -> None:
+        business_key = message.business_key or str(uuid.uuid4())
+        if not message.business_key:
+            task.setdefault("input", []).append(parameter(BPMN_MESSAGE, "business-key", "String", business_key))
+        instance = self._new_instance(process, business_key, task)
+        async with instance.lock:
+            self._accept(instance, task)
+            instance.workflow.send_event(message_event(message.message_name, {LATEST_TASK: message.task_id}))
+            await self._advance(instance)
+
+    async def start_instance(
+        self, process_key: str, message_name: str, variables: Mapping[str, Any] | None = None,
+        *, business_key: str | None = None,
+    ) -> str:
+        """Start an instance without a Task (tests, benchmarks, autostart): returns its id."""
+        process = self.processes.get(process_key)
+        if process is None:
+            raise EngineError(f"process {process_key} is not deployed")
+        if message_name not in process.model.start_messages:
+            raise EngineError(f"process {process_key} has no start message {message_name!r}")
+        instance = self._new_instance(process, business_key or str(uuid.uuid4()), None)
+        async with instance.lock:
+            instance.workflow.send_event(message_event(message_name, dict(variables or {})))
+            await self._advance(instance)
+        return instance.id
+
+    def _accept(self, instance: Instance, task: dict[str, Any]) -> None:
+        task_id = str(task["id"])
+        task["status"] = "in-progress"
+        instance.tasks[task_id] = task
+        instance.handled.append(task_id)
+        instance.dirty_tasks.add(task_id)
+
+    async def _deliver(self, instance: Instance, task: dict[str, Any], message: TaskMessage) -> None:
+        async with instance.lock:
+            if instance.status != "running":
+                await self._refuse(task, f"Unable to correlate Task: the instance {instance.business_key} has ended")
+                return
+            event = message_event(message.message_name, {LATEST_TASK: message.task_id})
+            catchers = [
+                t for t in instance.workflow.get_tasks(state=TaskState.WAITING)
+                if (definition := getattr(t.task_spec, "event_definition", None)) is not None
+                and definition.catches(t, event)
+                and (message.correlation_key is None or t.data.get("correlationKey") == message.correlation_key)
+            ]
+            if len(catchers) != 1:
+                why = "no element waits" if not catchers else f"{len(catchers)} elements wait"
+                await self._refuse(
+                    task,
+                    f"Unable to correlate Task: {why} for message {message.message_name!r} with business-key "
+                    f"{message.business_key}" + (f" and correlation-key {message.correlation_key}" if message.correlation_key else ""),
+                )
+                return
+            self._accept(instance, task)
+            event.target = catchers[0].workflow
+            instance.workflow.send_event(event)
+            await self._advance(instance)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _advance(self, instance: Instance) -> None:
+        """Step, save, write Tasks, run activities — until the instance waits or ends (caller holds the lock)."""
+        while True:
+            try:
+                run_engine_steps(instance.workflow)
+            except Exception as exc:
+                await self._fail(instance, _reason(exc))
+                return
+            if instance.workflow.completed:
+                instance.status = "completed"
+                self._close_tasks(instance, "completed", None)
+            signals = self._thrown_signals(instance)
+            pending = instance.take_pending()
+            await self._save(instance)
+            await self._flush_tasks(instance)
+            for name in signals:
+                self._spawn(self._broadcast_signal(name, instance.id))
+            if instance.status != "running":
+                self._instances.pop(instance.id, None)
+                log.info("instance %s of %s %s", instance.id, instance.process.key, instance.status)
+                return
+            if not pending:
+                return
+            outcomes = await asyncio.gather(*(self._run(instance, p) for p in pending))
+            try:
+                for item, outcome in zip(pending, outcomes, strict=True):
+                    if item.task.state != TaskState.STARTED:
+                        continue  # cancelled meanwhile (e.g. by a boundary event)
+                    if isinstance(outcome, BpmnError):
+                        throw_bpmn_error(item.task, outcome.code, outcome.message)
+                    elif isinstance(outcome, _Failure):
+                        raise outcome
+                    else:
+                        item.task.complete()
+            except (UnhandledBpmnError, _Failure) as exc:
+                await self._fail(instance, _reason(exc))
+                return
+            except Exception as exc:
+                await self._fail(instance, _reason(exc))
+                return
+
+    async def _run(self, instance: Instance, item: Pending) -> BpmnError | _Failure | None:
+        process = instance.process
+        cls = process.classes[item.class_name]
+        variables = TaskVariables(instance, item.task, self.api, writer=self._write_task)
+        delays = _retry_delays(item.task)
+        attempt = 0
+        while True:
+            try:
+                async with self._slots:
+                    activity = cls(item.fields)
+                    result = activity.execute(self.api, variables)
+                    if inspect.isawaitable(result):
+                        await result
+                return None
+            except BpmnError as error:
+                return error
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                element = item.spec.bpmn_id
+                if attempt < len(delays):
+                    log.warning("%s %s in %s failed (%s); retry %d/%d in %ss", item.kind, element, process.key,
+                                _reason(exc), attempt + 1, len(delays), delays[attempt])
+                    await self._sleep(delays[attempt])
+                    attempt += 1
+                    continue
+                log.error("%s %s in %s failed: %s", item.kind, element, process.key, _reason(exc), exc_info=exc)
+                return _Failure(f"{element} ({item.class_name}) failed: {_reason(exc)}")
+
+    async def _fail(self, instance: Instance, reason: str) -> None:
+        log.error("instance %s of %s failed: %s", instance.id, instance.process.key, reason)
+        instance.status = "failed"
+        instance.take_pending()
+        self._close_tasks(instance, "failed", reason)
+        await self._save(instance)
+        await self._flush_tasks(instance)
+        self._instances.pop(instance.id, None)
+
+    def _close_tasks(self, instance: Instance, status: str, reason: str | None) -> None:
+        for task_id, task in instance.tasks.items():
+            if task.get("status") in ("requested", "in-progress"):
+                task["status"] = status
+                if reason is not None:
+                    task.setdefault("output", []).append(error_output(reason))
+                instance.dirty_tasks.add(task_id)
+
+    def _thrown_signals(self, instance: Instance) -> list[str]:
+        return [
+            e.event_definition.name for e in instance.workflow.get_events()
+            if isinstance(e.event_definition, SignalEventDefinition)
+        ]
+
+    async def _broadcast_signal(self, name: str, sender: str) -> None:
+        """A signal thrown by one instance reaches every other instance of this node that waits for it."""
+        for instance_id in await self.store.waiting_for("signal", name):
+            if instance_id == sender:
+                continue
+            instance = await self._load(instance_id)
+            if instance is None:
+                continue
+            async with instance.lock:
+                if instance.status != "running":
+                    continue
+                try:
+                    instance.workflow.send_event(signal_event(name))
+                except Exception:
+                    continue  # no longer waiting
+                await self._advance(instance)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _save(self, instance: Instance) -> None:
+        state = self._serializer.state_to_json(instance.workflow)
+        tasks = orjson.dumps({"start": instance.start_task_id, "tasks": instance.tasks}).decode()
+        due = next_timer_due(instance.workflow) if instance.status == "running" else None
+        await self.store.save_instance(
+            InstanceRow(instance.id, instance.process.process_id, instance.process.version, instance.business_key,
+                        instance.status, state, tasks, instance.revision + 1),
+            next_due=_ceil_ms(due) if due is not None else None,
+            waits_for=instance.waits() if instance.status == "running" else (),
+            handled=instance.handled,
+            now=self.clock(),
+            new=instance.new,
+        )
+        instance.revision += 1
+        instance.new = False
+        instance.handled = []
+        if due is not None:
+            self._wake.set()
+
+    async def _flush_tasks(self, instance: Instance) -> None:
+        for task_id in sorted(instance.dirty_tasks):
+            task = instance.tasks.get(task_id)
+            if task is None:
+                continue
+            try:
+                stored = await self.local.update(task)
+            except FhirClientError as exc:
+                log.error("instance %s: cannot write Task/%s (%s): %s", instance.id, task_id, task.get("status"), exc)
+                continue
+            instance.tasks[task_id] = stored
+        instance.dirty_tasks.clear()
+
+    async def _write_task(self, task: dict[str, Any]) -> None:
+        try:
+            stored = await self.local.update(task)
+        except FhirClientError as exc:
+            raise RuntimeError(f"cannot write Task/{task.get('id')}: {exc}") from exc
+        task.clear()
+        task.update(stored)
+
+    async def _load(self, instance_id: str) -> Instance | None:
+        cached = self._instances.get(instance_id)
+        if cached is not None:
+            return cached
+        row = await self.store.load_instance(instance_id)
+        if row is None or row.status != "running":
+            return None
+        process = self.processes.get(f"{row.process_id}|{row.version}")
+        if process is None:
+            log.error("instance %s: process %s|%s is no longer deployed; it stays suspended",
+                      instance_id, row.process_id, row.version)
+            return None
+        holder: list[Instance] = []
+        workflow = self._serializer.state_from_json(row.state, process.model.spec, process.model.subprocess_specs)
+        workflow.script_engine = self._script_engine(lambda: holder[0])
+        document = orjson.loads(row.tasks)
+        instance = Instance(
+            id=row.id, process=process, workflow=workflow, business_key=row.business_key,
+            tasks=document["tasks"], start_task_id=document["start"], revision=row.revision, new=False,
+        )
+        holder.append(instance)
+        self._instances[instance_id] = instance
+        return instance
+
+    async def _resume(self, instance_id: str) -> None:
+        instance = await self._load(instance_id)
+        if instance is None:
+            return
+        async with instance.lock:
+            for task in instance.workflow.get_tasks(state=TaskState.STARTED):
+                spec = task.task_spec
+                binding = getattr(spec, "binding", None)
+                if binding is not None and binding.class_name and spec.bpmn_id is not None and _is_activity(spec):
+                    instance.pending.append(
+                        Pending(task, spec, activity_kind(spec), binding.class_name, binding.field_values(task.data))
+                    )
+            instance.dirty_tasks.update(t for t, task in instance.tasks.items() if task.get("status") == "in-progress")
+            instance.workflow.refresh_timers()
+            log.info("resuming instance %s of %s (%d activities to re-run)", instance.id, instance.process.key,
+                     len(instance.pending))
+            await self._advance(instance)
+
+    # ------------------------------------------------------------------ timers
+
+    async def run_due_timers(self) -> int:
+        """Fire every timer due now; returns the number of instances advanced (the scheduler calls this)."""
+        count = 0
+        for instance_id in await self.store.due(self.clock()):
+            instance = await self._load(instance_id)
+            if instance is None:
+                continue
+            async with instance.lock:
+                if instance.status != "running":
+                    continue
+                instance.workflow.refresh_timers()
+                await self._advance(instance)
+            count += 1
+        return count
+
+    def wake(self) -> None:
+        """Re-check timers now (after a clock change in tests)."""
+        self._wake.set()
+
+    async def _schedule(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            try:
+                await self.run_due_timers()
+                due = await self.store.next_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer scheduler")
+                due = None
+            timeout = 30.0 if due is None else min(30.0, max(0.0, (due - self.clock()).total_seconds()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+
+    async def idle(self) -> None:
+        """Wait until background work (signal broadcasts) is done — for tests."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _is_activity(spec: Any) -> bool:
+    from dsf_core.bpe.specs import DsfEndEvent, DsfIntermediateThrowEvent, DsfSendTask, DsfServiceTask
+
+    return isinstance(spec, (DsfServiceTask, DsfSendTask, DsfIntermediateThrowEvent, DsfEndEvent))
+
+
+def _retry_delays(task: Any) -> list[float]:
+    """The pauses of the nearest ``camunda:failedJobRetryTimeCycle`` (``R3/PT5S`` → three retries 5 s apart)."""
+    current = task
+    while current is not None:
+        binding = getattr(current.task_spec, "binding", None)
+        if binding is not None and binding.retry_cycle:
+            try:
+                cycle = parse_cycle(binding.retry_cycle)
+            except TimerError:
+                return []
+            count = cycle.repetitions if cycle.repetitions is not None else 1
+            seconds = (cycle.interval.after(datetime(2000, 1, 1, tzinfo=timezone.utc))
+                       - datetime(2000, 1, 1, tzinfo=timezone.utc)).total_seconds()
+            return [seconds] * max(0, count)
+        parent = current.parent
+        if parent is None and current.workflow is not current.workflow.top_workflow:
+            parent = current.workflow.top_workflow.get_task_from_id(current.workflow.parent_task_id)
+        current = parent
+    return []
+
+
+def _ceil_ms(at: datetime) -> datetime:
+    ms = math.ceil(at.timestamp() * 1000)
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 2000 else text[:2000] + "…"
+
+
