@@ -1,0 +1,62 @@
+"""``dsf node start``: run one organisation — its mailbox and its business process engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from dsf_core.cli.main import CommandError
+from dsf_core.settings import Settings, SettingsError, load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("node", help="one organisation's node: mailbox + process engine")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    start = commands.add_parser(
+        "start",
+        help="start the node (runs until SIGINT/SIGTERM)",
+        description="Start the FHIR mailbox and, unless engine.enabled is false, the process engine with "
+        "every installed process plugin (entry points dsf.process_plugins) and those in engine.plugin_dirs.",
+    )
+    start.add_argument("--config", type=Path, help="node TOML file (settings may also come from DSF_* variables)")
+    start.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    start.set_defaults(func=_start)
+
+
+def _start(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from dsf_core.bpe.deployment import DeploymentError
+    from dsf_core.node import Node
+
+    node = Node(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except DeploymentError as exc:
+        raise CommandError(f"deployment failed: {exc}") from None
+    try:
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiter, asyncio.ensure_future(node.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            processes = node.engine.active_processes() if node.engine else []
+            print(f"dsf node: {settings.organization.identifier} ready at {settings.server.base_url} "
+                  f"({len(processes)} processes: {', '.join(processes) or 'engine disabled'})", flush=True)
+        await waiter
+    finally:
+        await node.stop()
