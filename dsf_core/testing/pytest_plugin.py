@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - without pytest-asyncio the fixture can
 NetworkFactory = Callable[..., Awaitable[Network]]
 
 
-@_async_fixture
+@_async_fixture  # type: ignore[untyped-decorator]
 async def dsf_network(tmp_path: Path) -> AsyncIterator[NetworkFactory]:
     """A factory of started :class:`Network` s, all stopped after the test."""
     started: list[Network] = []
