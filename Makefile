@@ -1,10 +1,10 @@
-# Quick start:   make run    (sets up, creates a development PKI in certs/, starts a local mailbox)
+# Quick start:   make run    (sets up, writes a development network to .local/network, starts all its nodes)
 #                make test   (sets up and runs the test suite: SQLite always, PostgreSQL when installed)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench clean
+.PHONY: setup run mailbox test bench clean
 
 $(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello_world/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ certs/ca.crt: | setup
 certs/local.test/client.crt: certs/ca.crt
 	$(BIN)/dsf pki issue certs local.test --organization
 
-run: setup certs/local.test/client.crt
+run: setup
+	test -f .local/network/network.toml || $(BIN)/dsf network init .local/network
+	$(BIN)/dsf network up .local/network
+
+mailbox: setup certs/local.test/client.crt
 	$(BIN)/dsf fhir start --config examples/local-node/node.toml
 
 test: setup
@@ -32,4 +36,4 @@ bench: setup
 	$(BIN)/python benchmarks/mailbox.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data .local

@@ -78,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every node to be ready")
     up.set_defaults(func=cmd_up)
 
+    ping = commands.add_parser(
+        "ping",
+        help="ping every other organisation from one organisation of a running network",
+        description="POST a startPing Task (process dsfdev_ping of the ping_pong plugin) to the organisation's "
+        "mailbox, wait for it to finish and print one line per target with its ping-status.",
+    )
+    ping.add_argument("directory", metavar="DIR", type=Path)
+    ping.add_argument("--from", dest="origin", metavar="IDENTIFIER", help="pinging organisation (default: the first)")
+    ping.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result (default 60)")
+    ping.set_defaults(func=cmd_ping)
+
 
 def cmd_init(args: argparse.Namespace) -> int:
     try:
@@ -168,3 +179,61 @@ async def _up(layout: NetworkLayout, timeout: float) -> None:
         await stop.wait()
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dsf_core.network import load_network
+
+    try:
+        layout = load_network(args.directory)
+        org = layout.organization(args.origin) if args.origin else layout.organizations[0]
+    except NetworkError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyError:
+        raise CommandError(f"{args.origin} is not an organisation of {layout.manifest}") from None
+    return asyncio.run(_ping(layout, org.identifier, args.timeout))
+
+
+async def _ping(layout: NetworkLayout, identifier: str, timeout: float) -> int:
+    import asyncio
+    import time
+
+    from dsf_core.api.tasks import BPMN_MESSAGE, organization_reference, parameter
+    from dsf_core.client import ClientFactory, FhirClientError
+
+    org = layout.organization(identifier)
+    task = {
+        "resourceType": "Task",
+        "meta": {"profile": ["http://dsf.dev/fhir/StructureDefinition/task-start-ping|1.0"]},
+        "instantiatesCanonical": "http://dsf.dev/bpe/Process/ping|1.0",
+        "status": "requested",
+        "intent": "order",
+        "authoredOn": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "requester": organization_reference(identifier),
+        "restriction": {"recipient": [organization_reference(identifier)]},
+        "input": [parameter(BPMN_MESSAGE, "message-name", "String", "startPing")],
+    }
+    async with ClientFactory.from_files(cafile=layout.ca_cert, cert_file=org.client_cert, key_file=org.client_key) as clients:
+        fhir = clients.client(org.base_url)
+        try:
+            created = await fhir.create(task)
+            deadline = time.monotonic() + timeout
+            while (current := await fhir.read("Task", created.id))["status"] not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    raise CommandError(f"Task/{created.id} still {current['status']} after {timeout:g}s")
+                await asyncio.sleep(0.2)
+        except FhirClientError as exc:
+            raise CommandError(f"{org.base_url}: {exc} (is the network up?)") from None
+    print(f"Task/{created.id} on {identifier}: {current['status']}")
+    for output in current.get("output", []):
+        code = output.get("type", {}).get("coding", [{}])[0].get("code")
+        if code == "ping-status":
+            parts = {e["url"]: e for e in output.get("extension", [{}])[0].get("extension", [])}
+            target = parts.get("organization-identifier", {}).get("valueIdentifier", {}).get("value", "?")
+            error = parts.get("error-message", {}).get("valueString", "")
+            print(f"  {target:<24} {output['valueCoding']['code']}  {error}".rstrip())
+        elif code == "error":
+            print(f"  error: {output.get('valueString')}")
+    return 0 if current["status"] == "completed" else 1

@@ -58,6 +58,13 @@ async def test_network_up_runs_every_node_and_pings(tmp_path: Path) -> None:
             assert task["status"] == "completed"
             codes = [o["valueCoding"]["code"] for o in task["output"] if o["type"]["coding"][0]["code"] == "ping-status"]
             assert codes == ["pong-received"]
+        ping = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dsf_core", "network", "ping", str(layout.directory), "--from", "b.test",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(ping.communicate(), 90)
+        assert ping.returncode == 0, err.decode()
+        assert b"completed" in out and b"a.test" in out and b"pong-received" in out
     finally:
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 60)
