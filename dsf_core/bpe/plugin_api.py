@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dsf_core.api.targets import Target, Targets
-from dsf_core.client import ClientFactory, FhirClient
+from dsf_core.client import ClientFactory, FhirClient, FhirClientError
 from dsf_core.fhir.codes import ENDPOINT_IDENTIFIER, ORGANIZATION_IDENTIFIER, ORGANIZATION_ROLE
 
 __all__ = ["EngineApi"]
@@ -102,15 +102,15 @@ async def _memberships(api: EngineApi, parent: str, role: str | None) -> list[tu
 
 
 async def _resolve(api: EngineApi, included: Mapping[str, Resource], ref: Mapping[str, Any], type_: str) -> Resource | None:
+    """The resource a reference points to: from the search's includes, else read (logical: by identifier)."""
     reference = ref.get("reference")
     if isinstance(reference, str):
-        key = "/".join(reference.split("/")[-2:]) if "/_history/" not in reference else reference.split("/_history/")[0]
-        key = "/".join(key.split("/")[-2:])
+        key = "/".join(reference.split("/_history/")[0].rstrip("/").split("/")[-2:])  # Type/id of any URL form
         if key in included:
             return included[key]
         try:
             return await api.fhir.local().read(*key.split("/"))
-        except Exception:
+        except (FhirClientError, TypeError):
             return None
     identifier = ref.get("identifier", {})
     if type_ == "Organization" and identifier.get("value"):
