@@ -133,3 +133,21 @@ async def test_hello_world(tmp_path: Path) -> None:
             profile="http://dsf.dev/fhir/StructureDefinition/task-hello-world|1.0"))
         done = await net.wait_for_task("a.test", task["id"])
         assert done["status"] == "completed", done.get("output")
+
+
+async def test_tasks_posted_while_the_engine_is_down_are_all_processed(tmp_path: Path) -> None:
+    from dsf_plugin_hello_world import PLUGIN as HELLO
+
+    async with Network(tmp_path, organizations=ORGS[:1], plugins=[HELLO]) as net:
+        node = net.node("a.test")
+        await node.stop_engine()
+        posted = [
+            await net.post_task("a.test", net.start_task(
+                "a.test", "http://dsf.dev/bpe/Process/helloWorld|1.0", "helloWorld",
+                profile="http://dsf.dev/fhir/StructureDefinition/task-hello-world|1.0"))
+            for _ in range(25)  # more than one catch-up page
+        ]
+        await node.start_engine()
+        for task in posted:
+            done = await net.wait_for_task("a.test", task["id"])
+            assert done["status"] == "completed"
