@@ -151,3 +151,25 @@ async def test_tasks_posted_while_the_engine_is_down_are_all_processed(tmp_path:
         for task in posted:
             done = await net.wait_for_task("a.test", task["id"])
             assert done["status"] == "completed"
+
+
+async def test_a_task_that_can_neither_start_nor_correlate_fails_with_a_reason(tmp_path: Path) -> None:
+    from dsf_core.api.tasks import BPMN_MESSAGE, organization_reference, parameter
+
+    async with Network(tmp_path, organizations=ORGS[:2], plugins=[PLUGIN]) as net:
+        pong = {
+            "resourceType": "Task",
+            "meta": {"profile": ["http://dsf.dev/fhir/StructureDefinition/task-pong|1.0"]},
+            "instantiatesCanonical": PING, "status": "requested", "intent": "order",
+            "authoredOn": "2026-11-23T10:00:00Z",
+            "requester": organization_reference("b.test"),
+            "restriction": {"recipient": [organization_reference("a.test")]},
+            "input": [parameter(BPMN_MESSAGE, "message-name", "String", "pong"),
+                      parameter(BPMN_MESSAGE, "business-key", "String", "no-such-instance"),
+                      parameter(BPMN_MESSAGE, "correlation-key", "String", "no-such-branch")],
+        }
+        created = await net.client("b.test", on="a.test").create(pong)  # b's certificate on a's mailbox
+        failed = await net.wait_for_task("a.test", created.id)
+        assert failed["status"] == "failed"
+        errors = [o["valueString"] for o in failed["output"] if o["type"]["coding"][0]["code"] == "error"]
+        assert len(errors) == 1 and "Unable to correlate" in errors[0] and "no-such-instance" in errors[0]
