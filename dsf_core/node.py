@@ -5,7 +5,8 @@ mailbox at ``engine.fhir_base_url`` (default ``server.base_url``) with the organ
 client certificate, and learns of Tasks through the mailbox's websocket subscription and
 catch-up searches. Start-up order follows the Java BPE: mailbox; engine database; plugins
 loaded and bound (any problem stops the start); their FHIR resources uploaded to the mailbox;
-running instances resumed; then the Task connector.
+running instances resumed; then the Task connector and the QuestionnaireResponse connector
+(answered user tasks).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dsf_core.bpe.engine import Engine
 from dsf_core.bpe.plugin_api import EngineApi
 from dsf_core.bpe.store import EngineStore
 from dsf_core.client import ClientFactory, FhirClientError
+from dsf_core.fhir import codes
 from dsf_core.settings import Settings
 
 __all__ = ["Node"]
@@ -64,6 +66,7 @@ class Node:
         self.mailbox: Any = None
         self.engine: Engine | None = None
         self.connector: TaskConnector | None = None
+        self.response_connector: TaskConnector | None = None
         self._clients: ClientFactory | None = None
         self._store: EngineStore | None = None
 
@@ -90,15 +93,16 @@ class Node:
 
     async def stop_engine(self) -> None:
         """Stop only the engine (the mailbox keeps accepting Tasks): for tests and maintenance."""
-        if self.connector is not None:
-            await self.connector.stop()
+        for connector in (self.connector, self.response_connector):
+            if connector is not None:
+                await connector.stop()
         if self.engine is not None:
             await self.engine.stop()
         if self._store is not None:
             await self._store.close()
         if self._clients is not None:
             await self._clients.close()
-        self.connector = self.engine = self._store = self._clients = None
+        self.connector = self.response_connector = self.engine = self._store = self._clients = None
 
     async def start_engine(self) -> None:
         """Start the engine again after :meth:`stop_engine`: it resumes its instances and catches up."""
@@ -153,7 +157,18 @@ class Node:
             catch_up_seconds=s.engine.catch_up_seconds,
             reconnect_seconds=s.engine.reconnect_seconds,
         )
+        self.response_connector = TaskConnector(
+            client=self._clients.client(local_url),
+            websocket_session=self._clients.session,
+            handler=self.engine.handle_questionnaire_response,
+            last_events=self._store,
+            kind="QuestionnaireResponse",
+            criteria=codes.QUESTIONNAIRE_RESPONSE_SUBSCRIPTION_CRITERIA,
+            catch_up_seconds=s.engine.catch_up_seconds,
+            reconnect_seconds=s.engine.reconnect_seconds,
+        )
         await self.connector.start()
+        await self.response_connector.start()
 
     async def _upload(self, plugin: ProcessPlugin, processes: Sequence[DeployedProcess], placeholders: Mapping[str, str]) -> None:
         resources: list[dict[str, Any]] = []

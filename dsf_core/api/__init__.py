@@ -1,7 +1,8 @@
 """The public plugin API — the only ``dsf_core`` module a process plugin imports.
 
 * :class:`ProcessPlugin` — the definition a plugin exports (entry point ``dsf.process_plugins``);
-* :class:`ServiceTask`, :class:`MessageSend`, :class:`ExecutionListener` — what ``camunda:class`` binds;
+* :class:`ServiceTask`, :class:`MessageSend`, :class:`ExecutionListener`, :class:`UserTaskListener` —
+  what ``camunda:class`` binds;
 * :class:`Variables` — the instance's variables and Tasks; :class:`ProcessPluginApi` — services;
 * :class:`Target`, :class:`Targets` — recipients; :class:`BpmnError` — the error boundary path;
 * :mod:`dsf_core.api.tasks` — Task inputs/outputs; :class:`FhirClient`, :class:`FhirClientError`,
@@ -9,7 +10,7 @@
 """
 
 from dsf_core.api import tasks
-from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask
+from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask, UserTaskListener
 from dsf_core.api.errors import BpmnError
 from dsf_core.api.plugin import PluginDefinitionError, ProcessPlugin
 from dsf_core.api.services import EndpointProvider, FhirClients, OrganizationProvider, ProcessPluginApi, TargetProvider
@@ -33,6 +34,7 @@ __all__ = [
     "Target",
     "TargetProvider",
     "Targets",
+    "UserTaskListener",
     "Variables",
     "classify",
     "tasks",

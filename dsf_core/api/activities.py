@@ -7,6 +7,8 @@ service task                    :class:`ServiceTask` (``execute``)
 send task, message intermediate :class:`MessageSend` (builds and POSTs the Task;
 throw event, message end event  override ``additional_inputs``/``on_send_error``)
 execution listener              :class:`ExecutionListener` (``notify``, synchronous)
+user task listener              :class:`UserTaskListener` (``notify``; ``create``:
+                                before the QuestionnaireResponse is posted)
 ==============================  ====================================================
 
 The engine makes a new instance for every execution (activities keep no state between
@@ -29,7 +31,7 @@ from dsf_core.api.tasks import BPMN_MESSAGE, organization_reference, parameter
 from dsf_core.api.variables import Variables
 from dsf_core.client import FhirClientError
 
-__all__ = ["ExecutionListener", "MessageSend", "ServiceTask"]
+__all__ = ["ExecutionListener", "MessageSend", "ServiceTask", "UserTaskListener"]
 
 
 class _Activity:
@@ -56,6 +58,23 @@ class ExecutionListener(_Activity):
 
     def notify(self, api: ProcessPluginApi, variables: Variables) -> None:
         raise NotImplementedError(f"{type(self).__name__}.notify")
+
+
+class UserTaskListener(_Activity):
+    """A ``camunda:taskListener`` of a user task.
+
+    ``create``: runs when the user task is reached, before the engine posts its
+    QuestionnaireResponse (``in-progress``, items ``business-key``, ``user-task-id`` and the
+    Questionnaire's items) to the local mailbox; ``questionnaire_response`` is that resource,
+    to change in place (pre-filled answers, a questionnaire-authorization extension …).
+    ``complete``: runs with the answered response before the task completes. May be a
+    coroutine function; an exception fails the instance.
+    """
+
+    def notify(
+        self, api: ProcessPluginApi, variables: Variables, questionnaire_response: dict[str, Any]
+    ) -> Awaitable[None] | None:
+        return None
 
 
 class MessageSend(_Activity):

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask
+from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask, UserTaskListener
 from dsf_core.api.plugin import ProcessPlugin
 from dsf_core.bpe.model import ModelError, ProcessModel
 from dsf_core.bpe.parser import parse_bpmn, replace_placeholders
@@ -190,6 +190,7 @@ def _bind_classes(plugin: ProcessPlugin, model: ProcessModel, file: str) -> dict
         if binding.class_name:
             uses.append((binding.class_name, ServiceTask if isinstance(spec, DsfServiceTask) else MessageSend))
         uses += [(x.class_name, ExecutionListener) for x in binding.execution_listeners]
+        uses += [(x.class_name, UserTaskListener) for x in binding.task_listeners]
         for name, expected in uses:
             cls = classes.get(name) or _resolve(plugin, name, file, spec.bpmn_id)
             if not (isinstance(cls, type) and issubclass(cls, expected)):

@@ -15,18 +15,32 @@ Life of a received Task (``handle_task``, fed by the connectors)::
           └─no──► message-name starts the process? ─yes─► new instance ─► advance
                                                   └─no──► Task failed
 
-``advance`` is the one loop every event goes through (start, delivery, due timer,
-recovery): run engine steps; save the instance (state without spec, Tasks, next timer,
-signal waits, handled Task ids — one transaction); write Task status changes to the local
-mailbox; run the activities the steps started, concurrently; complete their tasks (or
-take the BPMN error path); repeat until nothing is pending. An activity failing after its
-retries, an unhandled BPMN error or a broken expression fails the instance: every open Task
-of it becomes ``failed`` with an ``error`` output. At the end every Task still
-``in-progress`` becomes ``completed`` with the outputs activities put on it.
+``advance`` is the one loop every event goes through (start, delivery, due timer, answered
+user task, recovery): run engine steps; save the instance (state without spec, Tasks, next
+timer, signal waits, handled Task ids — one transaction); write Task status changes to the
+local mailbox; post the QuestionnaireResponse of every user task reached (see
+:mod:`dsf_core.bpe.user_tasks`); run the activities the steps started, concurrently;
+complete their tasks (or take the BPMN error path); repeat until nothing is pending. An
+activity failing after its retries, an unhandled BPMN error, a broken expression or a user
+task without its Questionnaire fails the instance: every open Task of it becomes ``failed``
+with an ``error`` output. At the end every Task still ``in-progress`` becomes ``completed``
+with the outputs activities put on it (a Task that started or reached the instance in the
+step that ended it goes ``requested → in-progress → completed``, as the mailbox requires).
+
+A completed QuestionnaireResponse (``handle_questionnaire_response``, fed by the second
+connector) completes the user task named by its ``user-task-id`` item in the instance with
+its ``business-key``; it is stored as the variable ``questionnaireResponse`` and set
+``amended`` on the mailbox. One for no running instance or no waiting user task is ignored
+with a warning.
+
+Signals thrown by an instance reach every other instance of this node waiting for them, and
+start a new instance of every active process with a matching signal start event.
 
 Crash safety: state is saved before any side effect. A restarted engine re-runs the
-activities that were running (at-least-once, as Camunda's jobs), fires overdue timers and
-re-writes the statuses of open Tasks; a Task seen again is recognised as handled.
+activities that were running (at-least-once, as Camunda's jobs), posts the
+QuestionnaireResponses of user tasks reached but not yet posted, fires overdue timers and
+re-writes the statuses of open Tasks; a Task seen again is recognised as handled, a
+QuestionnaireResponse seen again (answered, not yet ``amended``) is set ``amended``.
 """
 
 from __future__ import annotations
@@ -54,9 +68,20 @@ from dsf_core.bpe.messages import MessageError, TaskMessage
 from dsf_core.bpe.plugin_api import EngineApi
 from dsf_core.bpe.scripting import DsfScriptEngine
 from dsf_core.bpe.serializer import InstanceSerializer
-from dsf_core.bpe.specs import UnhandledBpmnError, throw_bpmn_error
+from dsf_core.bpe.specs import DsfUserTask, UnhandledBpmnError, throw_bpmn_error
 from dsf_core.bpe.store import EngineStore, InstanceRow, SpecRow
 from dsf_core.bpe.timers import TimerError, parse_cycle
+from dsf_core.bpe.user_tasks import (
+    BUSINESS_KEY,
+    RESPONSE_KEY,
+    USER_TASK_ID,
+    VARIABLE,
+    UserTaskContext,
+    UserTaskError,
+    item_string,
+    open_user_task,
+    run_task_listeners,
+)
 from dsf_core.client import FhirClient, FhirClientError
 
 __all__ = ["Engine", "EngineError"]
@@ -139,11 +164,16 @@ class Engine:
             log.info("deployed %s (%s) from plugin %s %s", process.key, process.status, process.plugin.name,
                      process.plugin.version)
 
-    async def start(self) -> None:
-        """Resume every running instance, then start the timer scheduler."""
+    async def start(self, *, scheduler: bool = True) -> None:
+        """Resume every running instance, then start the timer scheduler.
+
+        ``scheduler=False`` leaves firing timers to explicit :meth:`run_due_timers` calls (the
+        test harness, whose clock only moves when the test moves it).
+        """
         for instance_id in await self.store.running_ids():
             await self._resume(instance_id)
-        self._scheduler = asyncio.create_task(self._schedule(), name="dsf-bpe-scheduler")
+        if scheduler:
+            self._scheduler = asyncio.create_task(self._schedule(), name="dsf-bpe-scheduler")
 
     async def stop(self) -> None:
         self._closing = True
@@ -207,15 +237,25 @@ class Engine:
 
     async def _handled_again(self, task: dict[str, Any], instance_id: str | None | bool) -> None:
         # Seen before but still `requested`: the status write after the save was lost.
-        instance = await self._load(instance_id) if isinstance(instance_id, str) else None
-        if instance is None:
-            await self._write_failed(task, "the Task could not be handled")
-            return
-        async with instance.lock:
-            known = instance.tasks.get(str(task["id"]))
-            if known is not None:
-                instance.dirty_tasks.add(str(task["id"]))
-                await self._flush_tasks(instance)
+        task_id = str(task["id"])
+        if isinstance(instance_id, str):
+            instance = await self._load(instance_id)
+            if instance is not None:
+                async with instance.lock:
+                    if task_id in instance.tasks:
+                        instance.unwritten.add(task_id)
+                        instance.dirty_tasks.add(task_id)
+                        await self._flush_tasks(instance)
+                return
+            row = await self.store.load_instance(instance_id)
+            known = orjson.loads(row.tasks)["tasks"].get(task_id) if row is not None else None
+            if known is not None:  # the instance ended: write the Task as it left it
+                try:
+                    await self._put_task(known, from_requested=True)
+                except FhirClientError as exc:
+                    log.error("Task/%s (%s): cannot write: %s", task_id, known.get("status"), exc)
+                return
+        await self._write_failed(task, "the Task could not be handled")
 
     async def _refuse(self, task: dict[str, Any], reason: str) -> None:
         log.warning("Task/%s failed: %s", task.get("id"), reason)
@@ -230,6 +270,74 @@ class Engine:
             await self.local.update(failed)
         except FhirClientError as exc:
             log.error("Task/%s: cannot set failed: %s", task.get("id"), exc)
+
+    # ------------------------------------------------------------------ QuestionnaireResponses in
+
+    async def handle_questionnaire_response(self, response: dict[str, Any]) -> None:
+        """The QR connector's handler: a ``completed`` QuestionnaireResponse answers a user task (idempotent)."""
+        if response.get("resourceType") != "QuestionnaireResponse" or response.get("status") != "completed":
+            return
+        if not response.get("id"):
+            return
+        key = f"QuestionnaireResponse/{response['id']}"
+        if key in self._in_flight:
+            return
+        self._in_flight.add(key)
+        try:
+            await self._answer(response)
+        except Exception:
+            log.exception("%s could not be handled", key)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _answer(self, response: dict[str, Any]) -> None:
+        name = f"QuestionnaireResponse/{response['id']}"
+        business_key, user_task_id = item_string(response, BUSINESS_KEY), item_string(response, USER_TASK_ID)
+        if business_key is None or user_task_id is None:
+            log.warning("%s has no %s or %s answer: ignored", name, BUSINESS_KEY, USER_TASK_ID)
+            return
+        for instance_id in await self.store.running_by_business_key(business_key):
+            instance = await self._load(instance_id)
+            if instance is None:
+                continue
+            async with instance.lock:
+                task = _user_task(instance, user_task_id)
+                if task is None or instance.status != "running":
+                    continue
+                if task.state == TaskState.COMPLETED:
+                    answered = task.data.get(VARIABLE)
+                    if isinstance(answered, dict) and answered.get("id") == response["id"]:
+                        # Answered before a crash, not yet amended: finish that write.
+                        instance.dirty_responses[str(response["id"])] = answered
+                        await self._flush_responses(instance)
+                        return
+                    log.warning("%s: user task %s of instance %s is answered already: ignored",
+                                name, user_task_id, instance.id)
+                    return
+                if task.state != TaskState.READY:
+                    log.warning("%s: user task %s of instance %s is %s, not waiting: ignored",
+                                name, user_task_id, instance.id, TaskState.get_name(task.state))
+                    return
+                amended = {**response, "status": "amended"}
+                try:
+                    await run_task_listeners(task, "complete", amended, self._user_task_context(instance, task))
+                    task.data[VARIABLE] = amended
+                    task.run()
+                except Exception as exc:  # a listener, or an output parameter that does not evaluate
+                    await self._fail(instance, _reason(exc))
+                    return
+                instance.dirty_responses[str(response["id"])] = amended
+                log.info("%s completes user task %s of instance %s", name, task.task_spec.bpmn_id, instance.id)
+                await self._advance(instance)
+                return
+        log.warning("%s: no running instance with business-key %s waits in user task %s: ignored",
+                    name, business_key, user_task_id)
+
+    def _user_task_context(self, instance: Instance, task: Any) -> UserTaskContext:
+        return UserTaskContext(
+            local=self.local, api=self.api, classes=instance.process.classes, business_key=instance.business_key,
+            variables=TaskVariables(instance, task, self.api, writer=self._write_task), now=self.clock(),
+        )
 
     # ------------------------------------------------------------------ instances
 
@@ -285,6 +393,7 @@ class Engine:
         instance.tasks[task_id] = task
         instance.handled.append(task_id)
         instance.dirty_tasks.add(task_id)
+        instance.unwritten.add(task_id)
 
     async def _deliver(self, instance: Instance, task: dict[str, Any], message: TaskMessage) -> None:
         async with instance.lock:
@@ -326,15 +435,23 @@ class Engine:
                 self._close_tasks(instance, "completed", None)
             signals = self._thrown_signals(instance)
             pending = instance.take_pending()
+            user_tasks = _new_user_tasks(instance) if instance.status == "running" else []
             await self._save(instance)
             await self._flush_tasks(instance)
+            await self._flush_responses(instance)
             for name in signals:
                 self._spawn(self._broadcast_signal(name, instance.id))
             if instance.status != "running":
                 self._instances.pop(instance.id, None)
                 log.info("instance %s of %s %s", instance.id, instance.process.key, instance.status)
                 return
-            if not pending:
+            if not pending and not user_tasks:
+                return
+            try:
+                for user_task in user_tasks:
+                    await open_user_task(user_task, self._user_task_context(instance, user_task))
+            except UserTaskError as exc:
+                await self._fail(instance, _reason(exc))
                 return
             outcomes = await asyncio.gather(*(self._run(instance, p) for p in pending))
             try:
@@ -407,7 +524,14 @@ class Engine:
         ]
 
     async def _broadcast_signal(self, name: str, sender: str) -> None:
-        """A signal thrown by one instance reaches every other instance of this node that waits for it."""
+        """A signal thrown by one instance reaches every other instance of this node that waits for it,
+        and starts an instance of every active process with a signal start event for it (as Camunda)."""
+        for process in [p for p in self.processes.values() if p.status == "active" and name in p.model.start_signals]:
+            started = self._new_instance(process, str(uuid.uuid4()), None)
+            async with started.lock:
+                log.info("signal %s starts instance %s of %s", name, started.id, process.key)
+                started.workflow.send_event(signal_event(name))
+                await self._advance(started)
         for instance_id in await self.store.waiting_for("signal", name):
             if instance_id == sender:
                 continue
@@ -455,12 +579,31 @@ class Engine:
             if task is None:
                 continue
             try:
-                stored = await self.local.update(task)
+                stored = await self._put_task(task, from_requested=task_id in instance.unwritten)
             except FhirClientError as exc:
                 log.error("instance %s: cannot write Task/%s (%s): %s", instance.id, task_id, task.get("status"), exc)
                 continue
             instance.tasks[task_id] = stored
+            instance.unwritten.discard(task_id)
         instance.dirty_tasks.clear()
+
+    async def _put_task(self, task: dict[str, Any], *, from_requested: bool) -> dict[str, Any]:
+        """Write a Task's status; one the mailbox still has ``requested`` goes through ``in-progress``
+        (the mailbox allows no other way to ``completed``), e.g. when the message that started or
+        reached the instance also ended it in the same step."""
+        if from_requested and task.get("status") == "completed":
+            step = {k: v for k, v in task.items() if k != "output"}  # requested → in-progress: no outputs yet
+            step["status"] = "in-progress"
+            task = {**task, "meta": (await self.local.update(step)).get("meta", task.get("meta"))}
+        return await self.local.update(task)
+
+    async def _flush_responses(self, instance: Instance) -> None:
+        for response_id, response in sorted(instance.dirty_responses.items()):
+            try:
+                await self.local.update(response)
+            except FhirClientError as exc:
+                log.error("instance %s: cannot set QuestionnaireResponse/%s amended: %s", instance.id, response_id, exc)
+        instance.dirty_responses.clear()
 
     async def _write_task(self, task: dict[str, Any]) -> None:
         try:
@@ -554,6 +697,28 @@ class Engine:
         """Wait until background work (signal broadcasts) is done — for tests."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _new_user_tasks(instance: Instance) -> list[Any]:
+    """User tasks reached whose QuestionnaireResponse is not posted yet."""
+    return [
+        t for t in instance.workflow.get_tasks(state=TaskState.READY, manual=True)
+        if isinstance(t.task_spec, DsfUserTask) and RESPONSE_KEY not in t.internal_data
+    ]
+
+
+def _user_task(instance: Instance, user_task_id: str) -> Any:
+    """The user task with this SpiffWorkflow task id, or ``None``."""
+    try:
+        task_id = uuid.UUID(user_task_id)
+    except ValueError:
+        return None
+    workflow = instance.workflow
+    for tasks in (workflow.tasks, *(sub.tasks for sub in workflow.subprocesses.values())):
+        task = tasks.get(task_id)
+        if task is not None:
+            return task if isinstance(task.task_spec, DsfUserTask) else None
+    return None
 
 
 def _is_activity(spec: Any) -> bool:

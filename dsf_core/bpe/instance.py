@@ -65,6 +65,9 @@ class Instance:
     pending: list[Pending] = field(default_factory=list)
     handled: list[str] = field(default_factory=list)  # Task ids to record as handled with the next save
     dirty_tasks: set[str] = field(default_factory=set)  # Tasks whose status must be written to the mailbox
+    unwritten: set[str] = field(default_factory=set)  # accepted Tasks the mailbox may still have `requested`
+    # QuestionnaireResponses to write (set ``amended``) after the next save, by id
+    dirty_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def take_pending(self) -> list[Pending]:
@@ -131,6 +134,11 @@ class TaskVariables:
     @property
     def business_key(self) -> str:
         return self._instance.business_key
+
+    @property
+    def activity_id(self) -> str:
+        """The BPMN element id of the activity (or listener's element) these variables belong to."""
+        return str(self._task.task_spec.bpmn_id)
 
     @property
     def correlation_key(self) -> str | None:
