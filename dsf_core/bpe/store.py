@@ -205,19 +205,54 @@ class EngineStore:
             "next_due": None if next_due is None or row.status != "running" else _ms(next_due),
             "updated_at": _ms(now),
         }
+        wait_rows = [{"instance_id": row.id, "kind": k, "name": n} for k, n in set(waits_for)] if row.status == "running" else []
+        if self.dialect == "sqlite":
+            await self._save_instance_raw(row.id, values, wait_rows, handled, _ms(now), new)
+            return
         async with self.engine.begin() as conn:
             if new:
                 await conn.execute(insert(instances).values(id=row.id, created_at=_ms(now), **values))
             else:
                 await conn.execute(update(instances).where(instances.c.id == row.id).values(**values))
                 await conn.execute(delete(waits).where(waits.c.instance_id == row.id))
-            wait_rows = [{"instance_id": row.id, "kind": k, "name": n} for k, n in set(waits_for)] if row.status == "running" else []
             if wait_rows:
                 await conn.execute(insert(waits), wait_rows)
             if handled:
                 await conn.execute(
                     insert(handled_tasks), [{"task_id": t, "instance_id": row.id, "handled_at": _ms(now)} for t in handled]
                 )
+
+    async def _save_instance_raw(
+        self, instance_id: str, values: dict[str, Any], wait_rows: list[dict[str, str]], handled: Sequence[str],
+        now_ms: int, new: bool,
+    ) -> None:
+        # The engine saves after every step; SQLAlchemy's statement machinery costs several times
+        # what SQLite needs for these four statements, so the hot path goes through sqlite3 directly
+        # (inside the transaction SQLAlchemy began, as the mailbox's raw write path does).
+        async with self.engine.begin() as conn:
+            raw = conn.sync.connection.dbapi_connection
+            v = values
+            if new:
+                raw.execute(
+                    "INSERT INTO bpe_instances (id, process_id, version, business_key, status, next_due, state, tasks, "
+                    "revision, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (instance_id, v["process_id"], v["version"], v["business_key"], v["status"], v["next_due"],
+                     v["state"], v["tasks"], v["revision"], now_ms, v["updated_at"]),
+                )
+            else:
+                raw.execute(
+                    "UPDATE bpe_instances SET process_id = ?, version = ?, business_key = ?, status = ?, next_due = ?, "
+                    "state = ?, tasks = ?, revision = ?, updated_at = ? WHERE id = ?",
+                    (v["process_id"], v["version"], v["business_key"], v["status"], v["next_due"], v["state"],
+                     v["tasks"], v["revision"], v["updated_at"], instance_id),
+                )
+                raw.execute("DELETE FROM bpe_waits WHERE instance_id = ?", (instance_id,))
+            if wait_rows:
+                raw.executemany("INSERT INTO bpe_waits (instance_id, kind, name) VALUES (?, ?, ?)",
+                                [(w["instance_id"], w["kind"], w["name"]) for w in wait_rows])
+            if handled:
+                raw.executemany("INSERT INTO bpe_handled_tasks (task_id, instance_id, handled_at) VALUES (?, ?, ?)",
+                                [(t, instance_id, now_ms) for t in handled])
 
     async def load_instance(self, instance_id: str) -> InstanceRow | None:
         async with self.engine.connect() as conn:
