@@ -108,6 +108,20 @@ def run_engine_steps(workflow: Any) -> None:
     compacting(workflow)
 
 
+def quiet_spiffworkflow() -> None:
+    """Keep SpiffWorkflow's per-state-change logging off unless a logging config asked for it.
+
+    SpiffWorkflow logs every task state change at INFO, and while its loggers' *own* level is
+    unset (below INFO) it also collects every task's data and the id of every task in the
+    workflow for each of those records — whether or not a handler ever emits them. That is more
+    than half the cost of a step. Loggers given a level explicitly are left alone.
+    """
+    for name in ("spiff", "spiff.task", "spiff.workflow", "spiff.metrics"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
 class EngineError(Exception):
     """The engine cannot do what it was asked (unknown process, nothing to correlate)."""
 
@@ -129,6 +143,7 @@ class Engine:
         sleep: Sleep = asyncio.sleep,
         max_concurrent_activities: int = 64,
     ) -> None:
+        quiet_spiffworkflow()
         self.store = store
         self.api = api
         self.local = local
