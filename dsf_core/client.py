@@ -306,15 +306,11 @@ class FhirClient:
         """One page of a search: the searchset Bundle.  Repeated keys are allowed (list of pairs)."""
         return await self._json("GET", self.url(type_), params=_pairs(params))
 
-    async def search_all(self, type_: str, params: Params | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Every ``match`` resource of a search, following ``next`` links on this same base."""
+    async def search_pages(self, type_: str, params: Params | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every page (Bundle) of a search, following ``next`` links on this same base (includes too)."""
         bundle = await self.search(type_, params)
         while True:
-            for entry in bundle.get("entry") or []:
-                resource = entry.get("resource")
-                mode = (entry.get("search") or {}).get("mode", "match")
-                if mode == "match" and isinstance(resource, dict):
-                    yield resource
+            yield bundle
             next_url = _link(bundle, "next")
             if next_url is None:
                 return
@@ -323,6 +319,15 @@ class FhirClient:
                 # send our client certificate somewhere we were not asked to talk to.
                 raise FhirClientError(0, "GET", next_url, f"next link {next_url} is not on {self.base_url}")
             bundle = await self._json("GET", next_url)
+
+    async def search_all(self, type_: str, params: Params | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every ``match`` resource of a search, following ``next`` links on this same base."""
+        async for bundle in self.search_pages(type_, params):
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource")
+                mode = (entry.get("search") or {}).get("mode", "match")
+                if mode == "match" and isinstance(resource, dict):
+                    yield resource
 
     async def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction (or batch) Bundle to the base; returns the response Bundle."""

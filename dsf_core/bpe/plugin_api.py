@@ -75,17 +75,13 @@ async def _memberships(api: EngineApi, parent: str, role: str | None) -> list[tu
         params.append(("role", f"{ORGANIZATION_ROLE}|{role}"))
     affiliations: list[Resource] = []
     included: dict[str, Resource] = {}
-    client = api.fhir.local()
-    bundle: Mapping[str, Any] | None = await client.search("OrganizationAffiliation", params)
-    while bundle is not None:
+    async for bundle in api.fhir.local().search_pages("OrganizationAffiliation", params):
         for entry in bundle.get("entry", []):
             resource = entry["resource"]
             if entry.get("search", {}).get("mode") == "include":
                 included[_id_ref(resource)] = resource
             else:
                 affiliations.append(resource)
-        next_url = next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)
-        bundle = await client.read_url(next_url) if next_url else None
     out: list[tuple[Resource, Resource | None]] = []
     for affiliation in affiliations:
         org = await _resolve(api, included, affiliation.get("participatingOrganization", {}), "Organization")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from dsf_core.api import (
     BpmnError,
@@ -57,39 +58,41 @@ def _status_extension(target: Target, error: str | None) -> list[dict[str, Any]]
 
 
 class SelectPingTargets(ServiceTask):
-    """Every remote organisation's active endpoint (or those of the start Task's ``target-endpoints`` search)."""
+    """Every remote organisation's active endpoint (or those of the start Task's ``target-endpoints`` search).
+
+    One search with the managing organisations included; an endpoint counts when its
+    organisation is active, is not us, and its address is not our own.
+    """
 
     async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
-        query = tasks.input_string(variables.start_task, PING, "target-endpoints")
-        endpoints = await api.endpoints.search(query) if query else await api.endpoints.search("Endpoint?status=active")
-        remote = {_identifier(o, ORGANIZATION_IDENTIFIER): o for o in await api.organizations.remote()}
+        query = tasks.input_string(variables.start_task, PING, "target-endpoints") or "Endpoint?status=active"
+        path, _, raw = query.partition("?")
+        if path.rsplit("/", 1)[-1] != "Endpoint":
+            raise BpmnError("invalid_target_endpoints", f"target-endpoints {query!r} is not an Endpoint search")
+        params = [*parse_qsl(raw, keep_blank_values=True), ("_include", "Endpoint:organization")]
+        endpoints: list[dict[str, Any]] = []
+        organizations: dict[str, dict[str, Any]] = {}
+        async for bundle in api.fhir.local().search_pages("Endpoint", params):
+            for entry in bundle.get("entry", []):
+                resource = entry["resource"]
+                if resource.get("resourceType") == "Organization":
+                    organizations[f"Organization/{resource['id']}"] = resource
+                elif resource.get("resourceType") == "Endpoint" and entry.get("search", {}).get("mode", "match") == "match":
+                    endpoints.append(resource)
         targets = []
         for endpoint in endpoints:
             address = str(endpoint.get("address", "")).rstrip("/")
             if not address or address == api.endpoint_url or endpoint.get("status") != "active":
                 continue
-            org_identifier = await self._managing_organization(api, endpoint)
-            if org_identifier is None or org_identifier not in remote:
+            reference = str(endpoint.get("managingOrganization", {}).get("reference", ""))
+            org = organizations.get("/".join(reference.split("/_history/")[0].split("/")[-2:]))
+            identifier = _identifier(org, ORGANIZATION_IDENTIFIER) if org else None
+            if org is None or not org.get("active", True) or identifier in (None, api.organization_identifier):
                 continue
-            targets.append(Target(org_identifier, _identifier(endpoint, ENDPOINT_IDENTIFIER), address).with_correlation_key())
+            targets.append(Target(str(identifier), _identifier(endpoint, ENDPOINT_IDENTIFIER), address).with_correlation_key())
         targets.sort(key=lambda t: (t.endpoint_identifier or "", t.endpoint_url))
         log.info("pinging %d endpoint(s): %s", len(targets), ", ".join(t.endpoint_url for t in targets))
         variables.set_targets(Targets.of(targets))
-
-    @staticmethod
-    async def _managing_organization(api: ProcessPluginApi, endpoint: dict[str, Any]) -> str | None:
-        ref = endpoint.get("managingOrganization", {})
-        identifier = ref.get("identifier", {}).get("value")
-        if identifier:
-            return str(identifier)
-        reference = ref.get("reference")
-        if not reference:
-            return None
-        try:
-            org = await api.fhir.local().read("Organization", reference.split("/")[-1])
-        except FhirClientError:
-            return None
-        return _identifier(org, ORGANIZATION_IDENTIFIER)
 
 
 class SendPing(MessageSend):
