@@ -18,6 +18,8 @@ from copy import copy
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.serializer.default.event_definition import (  # type: ignore[import-untyped]
@@ -184,6 +186,7 @@ class InstanceSerializer:
         config[BpmnWorkflow] = _SpecFreeWorkflowConverter
         self._serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
         self._full = create_serializer()
+        self._default = self._serializer._encoder_cls().default
 
     def state_to_json(self, workflow: Any) -> str:
         registry = self._serializer.registry
@@ -191,7 +194,11 @@ class InstanceSerializer:
         try:
             dct = self._serializer.to_dict(workflow)
             dct[self._serializer.VERSION_KEY] = self._serializer.VERSION
-            return json.dumps(dct, cls=self._serializer._encoder_cls, separators=(",", ":"))
+            # orjson is ~10x faster than json on large states (a fan-out to 30 targets: 480 KB);
+            # SpiffWorkflow's encoder still converts what JSON lacks (datetimes, timedeltas, its
+            # own objects). UUIDs orjson writes as plain strings; SpiffWorkflow keeps task ids
+            # as strings already and process variables must be JSON values.
+            return orjson.dumps(dct, default=self._default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
         finally:
             registry._encoder_mode = False
 
