@@ -34,6 +34,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/mailbox.py
+	$(BIN)/python benchmarks/engine.py
 
 clean:
 	rm -rf $(VENV) data .local
