@@ -589,18 +589,26 @@ class Engine:
             self._wake.set()
 
     async def _flush_tasks(self, instance: Instance) -> None:
-        for task_id in sorted(instance.dirty_tasks):
-            task = instance.tasks.get(task_id)
-            if task is None:
-                continue
-            try:
-                stored = await self._put_task(task, from_requested=task_id in instance.unwritten)
-            except FhirClientError as exc:
-                log.error("instance %s: cannot write Task/%s (%s): %s", instance.id, task_id, task.get("status"), exc)
-                continue
-            instance.tasks[task_id] = stored
-            instance.unwritten.discard(task_id)
+        """Write the Tasks whose status changed: received ones concurrently, the start Task last,
+        so whoever watches the start Task finds the others written when it completes."""
+        dirty = sorted(instance.dirty_tasks)
         instance.dirty_tasks.clear()
+        others = [t for t in dirty if t != instance.start_task_id]
+        await asyncio.gather(*(self._flush_task(instance, t) for t in others))
+        if instance.start_task_id in dirty:
+            await self._flush_task(instance, instance.start_task_id)
+
+    async def _flush_task(self, instance: Instance, task_id: str | None) -> None:
+        task = instance.tasks.get(task_id) if task_id is not None else None
+        if task_id is None or task is None:
+            return
+        try:
+            stored = await self._put_task(task, from_requested=task_id in instance.unwritten)
+        except FhirClientError as exc:
+            log.error("instance %s: cannot write Task/%s (%s): %s", instance.id, task_id, task.get("status"), exc)
+            return
+        instance.tasks[task_id] = stored
+        instance.unwritten.discard(task_id)
 
     async def _put_task(self, task: dict[str, Any], *, from_requested: bool) -> dict[str, Any]:
         """Write a Task's status; one the mailbox still has ``requested`` goes through ``in-progress``
