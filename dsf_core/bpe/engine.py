@@ -82,6 +82,7 @@ from dsf_core.bpe.user_tasks import (
     open_user_task,
     run_task_listeners,
 )
+from dsf_core.bpe.writes import MailboxWriter
 from dsf_core.client import FhirClient, FhirClientError
 
 __all__ = ["Engine", "EngineError"]
@@ -147,6 +148,7 @@ class Engine:
         self.store = store
         self.api = api
         self.local = local
+        self._writes = MailboxWriter(local)
         self.clock = clock
         self._sleep = sleep
         self.processes: dict[str, DeployedProcess] = {}
@@ -207,16 +209,20 @@ class Engine:
         """The connector's handler: a Task addressed to this organisation (idempotent)."""
         if task.get("resourceType") != "Task" or task.get("status") != "requested" or not task.get("id"):
             return
-        task_id = str(task["id"])
-        if task_id in self._in_flight:
+        await self._exclusively(f"Task/{task['id']}", lambda: self._handle(task))
+
+    async def _exclusively(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` unless ``key`` is being handled already (a push and a catch-up racing);
+        an error is logged, never raised into the connector."""
+        if key in self._in_flight:
             return
-        self._in_flight.add(task_id)
+        self._in_flight.add(key)
         try:
-            await self._handle(task)
+            await work()
         except Exception:
-            log.exception("Task/%s could not be handled", task_id)
+            log.exception("%s could not be handled", key)
         finally:
-            self._in_flight.discard(task_id)
+            self._in_flight.discard(key)
 
     async def _handle(self, task: dict[str, Any]) -> None:
         task_id = str(task["id"])
@@ -260,31 +266,22 @@ class Engine:
                     if task_id in instance.tasks:
                         instance.unwritten.add(task_id)
                         instance.dirty_tasks.add(task_id)
-                        await self._flush_tasks(instance)
+                        await self._writes.flush_tasks(instance)
                 return
             row = await self.store.load_instance(instance_id)
             known = orjson.loads(row.tasks)["tasks"].get(task_id) if row is not None else None
             if known is not None:  # the instance ended: write the Task as it left it
                 try:
-                    await self._put_task(known, from_requested=True)
+                    await self._writes.put_task(known, from_requested=True)
                 except FhirClientError as exc:
                     log.error("Task/%s (%s): cannot write: %s", task_id, known.get("status"), exc)
                 return
-        await self._write_failed(task, "the Task could not be handled")
+        await self._writes.write_failed(task, "the Task could not be handled")
 
     async def _refuse(self, task: dict[str, Any], reason: str) -> None:
         log.warning("Task/%s failed: %s", task.get("id"), reason)
         await self.store.mark_handled(str(task["id"]), None, self.clock())
-        await self._write_failed(task, reason)
-
-    async def _write_failed(self, task: dict[str, Any], reason: str) -> None:
-        failed = dict(task)
-        failed["status"] = "failed"
-        failed["output"] = [*task.get("output", []), error_output(reason)]
-        try:
-            await self.local.update(failed)
-        except FhirClientError as exc:
-            log.error("Task/%s: cannot set failed: %s", task.get("id"), exc)
+        await self._writes.write_failed(task, reason)
 
     # ------------------------------------------------------------------ QuestionnaireResponses in
 
@@ -294,16 +291,7 @@ class Engine:
             return
         if not response.get("id"):
             return
-        key = f"QuestionnaireResponse/{response['id']}"
-        if key in self._in_flight:
-            return
-        self._in_flight.add(key)
-        try:
-            await self._answer(response)
-        except Exception:
-            log.exception("%s could not be handled", key)
-        finally:
-            self._in_flight.discard(key)
+        await self._exclusively(f"QuestionnaireResponse/{response['id']}", lambda: self._answer(response))
 
     async def _answer(self, response: dict[str, Any]) -> None:
         name = f"QuestionnaireResponse/{response['id']}"
@@ -324,7 +312,7 @@ class Engine:
                     if isinstance(answered, dict) and answered.get("id") == response["id"]:
                         # Answered before a crash, not yet amended: finish that write.
                         instance.dirty_responses[str(response["id"])] = answered
-                        await self._flush_responses(instance)
+                        await self._writes.flush_responses(instance)
                         return
                     log.warning("%s: user task %s of instance %s is answered already: ignored",
                                 name, user_task_id, instance.id)
@@ -351,7 +339,7 @@ class Engine:
     def _user_task_context(self, instance: Instance, task: Any) -> UserTaskContext:
         return UserTaskContext(
             local=self.local, api=self.api, classes=instance.process.classes, business_key=instance.business_key,
-            variables=TaskVariables(instance, task, self.api, writer=self._write_task), now=self.clock(),
+            variables=TaskVariables(instance, task, self.api, writer=self._writes.write_task), now=self.clock(),
         )
 
     # ------------------------------------------------------------------ instances
@@ -452,8 +440,8 @@ class Engine:
             pending = instance.take_pending()
             user_tasks = _new_user_tasks(instance) if instance.status == "running" else []
             await self._save(instance)
-            await self._flush_tasks(instance)
-            await self._flush_responses(instance)
+            await self._writes.flush_tasks(instance)
+            await self._writes.flush_responses(instance)
             for name in signals:
                 self._spawn(self._broadcast_signal(name, instance.id))
             if instance.status != "running":
@@ -489,7 +477,7 @@ class Engine:
     async def _run(self, instance: Instance, item: Pending) -> BpmnError | _Failure | None:
         process = instance.process
         cls = process.classes[item.class_name]
-        variables = TaskVariables(instance, item.task, self.api, writer=self._write_task)
+        variables = TaskVariables(instance, item.task, self.api, writer=self._writes.write_task)
         delays = _retry_delays(item.task)
         attempt = 0
         while True:
@@ -521,7 +509,7 @@ class Engine:
         instance.take_pending()
         self._close_tasks(instance, "failed", reason)
         await self._save(instance)
-        await self._flush_tasks(instance)
+        await self._writes.flush_tasks(instance)
         self._instances.pop(instance.id, None)
 
     def _close_tasks(self, instance: Instance, status: str, reason: str | None) -> None:
@@ -587,54 +575,6 @@ class Engine:
         instance.handled = []
         if due is not None:
             self._wake.set()
-
-    async def _flush_tasks(self, instance: Instance) -> None:
-        """Write the Tasks whose status changed: received ones concurrently, the start Task last,
-        so whoever watches the start Task finds the others written when it completes."""
-        dirty = sorted(instance.dirty_tasks)
-        instance.dirty_tasks.clear()
-        others = [t for t in dirty if t != instance.start_task_id]
-        await asyncio.gather(*(self._flush_task(instance, t) for t in others))
-        if instance.start_task_id in dirty:
-            await self._flush_task(instance, instance.start_task_id)
-
-    async def _flush_task(self, instance: Instance, task_id: str | None) -> None:
-        task = instance.tasks.get(task_id) if task_id is not None else None
-        if task_id is None or task is None:
-            return
-        try:
-            stored = await self._put_task(task, from_requested=task_id in instance.unwritten)
-        except FhirClientError as exc:
-            log.error("instance %s: cannot write Task/%s (%s): %s", instance.id, task_id, task.get("status"), exc)
-            return
-        instance.tasks[task_id] = stored
-        instance.unwritten.discard(task_id)
-
-    async def _put_task(self, task: dict[str, Any], *, from_requested: bool) -> dict[str, Any]:
-        """Write a Task's status; one the mailbox still has ``requested`` goes through ``in-progress``
-        (the mailbox allows no other way to ``completed``), e.g. when the message that started or
-        reached the instance also ended it in the same step."""
-        if from_requested and task.get("status") == "completed":
-            step = {k: v for k, v in task.items() if k != "output"}  # requested → in-progress: no outputs yet
-            step["status"] = "in-progress"
-            task = {**task, "meta": (await self.local.update(step)).get("meta", task.get("meta"))}
-        return await self.local.update(task)
-
-    async def _flush_responses(self, instance: Instance) -> None:
-        for response_id, response in sorted(instance.dirty_responses.items()):
-            try:
-                await self.local.update(response)
-            except FhirClientError as exc:
-                log.error("instance %s: cannot set QuestionnaireResponse/%s amended: %s", instance.id, response_id, exc)
-        instance.dirty_responses.clear()
-
-    async def _write_task(self, task: dict[str, Any]) -> None:
-        try:
-            stored = await self.local.update(task)
-        except FhirClientError as exc:
-            raise RuntimeError(f"cannot write Task/{task.get('id')}: {exc}") from exc
-        task.clear()
-        task.update(stored)
 
     async def _load(self, instance_id: str) -> Instance | None:
         cached = self._instances.get(instance_id)
