@@ -106,6 +106,26 @@ last_events = Table(
 )
 
 
+_PG_INDEXES = """
+  d AS (DELETE FROM bpe_waits WHERE instance_id = $1),
+  w AS (INSERT INTO bpe_waits (instance_id, kind, name)
+        SELECT $1, k, n FROM unnest($12::text[], $13::text[]) AS t(k, n)),
+  h AS (INSERT INTO bpe_handled_tasks (task_id, instance_id, handled_at)
+        SELECT t, $1, $11 FROM unnest($14::text[]) AS t)
+SELECT 1"""
+
+_PG_INSERT = (
+    "WITH i AS (INSERT INTO bpe_instances (id, process_id, version, business_key, status, next_due, state, tasks, "
+    "revision, updated_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),"
+    + _PG_INDEXES
+)
+_PG_UPDATE = (
+    "WITH u AS (UPDATE bpe_instances SET process_id = $2, version = $3, business_key = $4, status = $5, "
+    "next_due = $6, state = $7, tasks = $8, revision = $9, updated_at = $10 WHERE id = $1),"
+    + _PG_INDEXES
+)
+
+
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
@@ -248,35 +268,21 @@ class EngineStore:
         now_ms: int, new: bool,
     ) -> None:
         # As on SQLite: the save is the engine's hottest statement group, and SQLAlchemy's async
-        # layer costs several times what asyncpg needs (which prepares and caches these statements
-        # per connection). The transaction is asyncpg's own, on a connection of the pool.
+        # layer costs several times what asyncpg needs. One statement does it all — the row,
+        # the wait index (old rows out, new rows in: data-modifying CTEs share one snapshot, so the
+        # DELETE cannot see the rows the INSERT adds) and the handled Tasks — which makes it atomic
+        # without a transaction block and one round trip; asyncpg prepares and caches it.
         v = values
+        write = _PG_INSERT if new else _PG_UPDATE
         async with self.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
-            async with driver.transaction():
-                if new:
-                    await driver.execute(
-                        "INSERT INTO bpe_instances (id, process_id, version, business_key, status, next_due, state, tasks, "
-                        "revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        instance_id, v["process_id"], v["version"], v["business_key"], v["status"], v["next_due"],
-                        v["state"], v["tasks"], v["revision"], now_ms, v["updated_at"],
-                    )
-                else:
-                    await driver.execute(
-                        "UPDATE bpe_instances SET process_id = $1, version = $2, business_key = $3, status = $4, "
-                        "next_due = $5, state = $6, tasks = $7, revision = $8, updated_at = $9 WHERE id = $10",
-                        v["process_id"], v["version"], v["business_key"], v["status"], v["next_due"], v["state"],
-                        v["tasks"], v["revision"], v["updated_at"], instance_id,
-                    )
-                    await driver.execute("DELETE FROM bpe_waits WHERE instance_id = $1", instance_id)
-                if wait_rows:
-                    await driver.executemany("INSERT INTO bpe_waits (instance_id, kind, name) VALUES ($1, $2, $3)",
-                                             [(w["instance_id"], w["kind"], w["name"]) for w in wait_rows])
-                if handled:
-                    await driver.executemany(
-                        "INSERT INTO bpe_handled_tasks (task_id, instance_id, handled_at) VALUES ($1, $2, $3)",
-                        [(t, instance_id, now_ms) for t in handled])
+            await driver.execute(
+                write,
+                instance_id, v["process_id"], v["version"], v["business_key"], v["status"], v["next_due"],
+                v["state"], v["tasks"], v["revision"], v["updated_at"], now_ms,
+                [w["kind"] for w in wait_rows], [w["name"] for w in wait_rows], list(handled),
+            )
 
     async def load_instance(self, instance_id: str) -> InstanceRow | None:
         async with self.engine.connect() as conn:
