@@ -216,6 +216,7 @@ class FhirClient:
         retry_seconds: float = 2.0,
         timeout: float = 30.0,
         sleep: Sleep = asyncio.sleep,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -226,6 +227,8 @@ class FhirClient:
         self.timeout = timeout
         self._sleep = sleep
         self._base = URL(self.base_url)
+        #: Sent with every request (e.g. ``Authorization`` for a data store with basic or bearer auth).
+        self.headers = dict(headers or {})
 
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"
@@ -347,7 +350,7 @@ class FhirClient:
         while True:
             delay: float
             try:
-                response = await self.session.request("GET", url, headers={"Accept": accept}, timeout=timeout)
+                response = await self.session.request("GET", url, headers={**self.headers, "Accept": accept}, timeout=timeout)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error: FhirClientError = FhirUnreachable("GET", url, _reason(exc))
                 if attempt >= self.attempts or isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -404,7 +407,7 @@ class FhirClient:
     ) -> _Reply:
         target = URL(url).extend_query(list(params)) if params else URL(url)
         shown = str(target)
-        all_headers = {"Accept": FHIR_JSON, **(headers or {})}
+        all_headers = {"Accept": FHIR_JSON, **self.headers, **(headers or {})}
         data = None
         if body is not None:
             all_headers["Content-Type"] = FHIR_JSON
@@ -523,10 +526,11 @@ class ClientFactory:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
-    def client(self, base_url: str) -> FhirClient:
-        """The client for *base_url* (one per base, all sharing this factory's connection pool)."""
+    def client(self, base_url: str, *, headers: Mapping[str, str] | None = None) -> FhirClient:
+        """The client for *base_url* (one per base and headers, all sharing this factory's connection pool)."""
         key = base_url.rstrip("/")
-        client = self._clients.get(key)
+        cache_key = key if not headers else key + "\x00" + repr(sorted(headers.items()))
+        client = self._clients.get(cache_key)
         if client is None or client.session is not self.session:
             client = FhirClient(
                 key,
@@ -535,8 +539,9 @@ class ClientFactory:
                 retry_seconds=self.retry_seconds,
                 timeout=self.timeout,
                 sleep=self._sleep,
+                headers=headers,
             )
-            self._clients[key] = client
+            self._clients[cache_key] = client
         return client
 
     async def close(self) -> None:

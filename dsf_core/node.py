@@ -12,6 +12,7 @@ running instances resumed; then the Task connector and the QuestionnaireResponse
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -33,7 +34,7 @@ from dsf_core.bpe.deployment import (
 from dsf_core.bpe.engine import Engine
 from dsf_core.bpe.plugin_api import EngineApi
 from dsf_core.bpe.store import EngineStore
-from dsf_core.client import ClientFactory, FhirClientError
+from dsf_core.client import ClientFactory, FhirClient, FhirClientError
 from dsf_core.fhir import codes
 from dsf_core.settings import Settings
 
@@ -69,6 +70,7 @@ class Node:
         self.response_connector: TaskConnector | None = None
         self._clients: ClientFactory | None = None
         self._store: EngineStore | None = None
+        self._data_store_factories: list[ClientFactory] = []
 
     @property
     def ready(self) -> asyncio.Event:
@@ -102,6 +104,9 @@ class Node:
             await self._store.close()
         if self._clients is not None:
             await self._clients.close()
+        for factory in self._data_store_factories:
+            await factory.close()
+        self._data_store_factories = []
         self.connector = self.response_connector = self.engine = self._store = self._clients = None
 
     async def start_engine(self) -> None:
@@ -121,6 +126,7 @@ class Node:
             sleep=self._sleep,
         )
         local_url = s.engine_fhir_base_url
+        data_stores = self._data_store_clients()
         self._store = await EngineStore.open(s.engine_database_url)
         engine_holder: list[Engine] = []
         api = EngineApi(
@@ -132,6 +138,7 @@ class Node:
             clock=self.clock,
             environ=self._environ,
             active_processes=lambda: engine_holder[0].active_processes() if engine_holder else [],
+            data_stores=data_stores,
         )
         self.engine = Engine(
             store=self._store, api=api, local=self._clients.client(local_url), clock=self.clock, sleep=self._sleep,
@@ -169,6 +176,28 @@ class Node:
         )
         await self.connector.start()
         await self.response_connector.start()
+
+    def _data_store_clients(self) -> dict[str, FhirClient]:
+        """One client per configured data store, each with its own TLS identity and auth header."""
+        s = self.settings
+        clients: dict[str, FhirClient] = {}
+        for name, store in s.data_stores.items():
+            certificate = store.auth == "certificate"
+            factory = ClientFactory.from_files(
+                cafile=store.trust_server_cas or s.engine.trust_server_cas or s.tls.trust_client_cas,
+                cert_file=(store.client_certificate or s.organization.client_certificate) if certificate else None,
+                key_file=(store.client_private_key or s.organization.client_private_key) if certificate else None,
+                sleep=self._sleep,
+            )
+            self._data_store_factories.append(factory)
+            headers: dict[str, str] = {}
+            if store.auth == "basic":
+                token = base64.b64encode(f"{store.username}:{store.password}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            elif store.auth == "bearer":
+                headers["Authorization"] = f"Bearer {store.bearer_token}"
+            clients[name] = factory.client(store.base_url, headers=headers)
+        return clients
 
     async def _upload(self, plugin: ProcessPlugin, processes: Sequence[DeployedProcess], placeholders: Mapping[str, str]) -> None:
         resources: list[dict[str, Any]] = []

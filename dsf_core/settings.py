@@ -131,6 +131,21 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class DataStoreSettings:
+    """One local FHIR data store the process plugins read (``[data_stores.<name>]`` in the node TOML)."""
+
+    base_url: str
+    auth: Literal["none", "basic", "bearer", "certificate"] = "none"
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+    #: For auth = certificate (default: the organisation's client certificate) and for the server's CA.
+    client_certificate: Path | None = None
+    client_private_key: Path | None = None
+    trust_server_cas: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -139,6 +154,8 @@ class Settings:
     organization: OrganizationSettings = field(default_factory=OrganizationSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    #: Named local FHIR data stores (``[data_stores.default]``, …); TOML only, secrets also as ``*_file``.
+    data_stores: Mapping[str, DataStoreSettings] = field(default_factory=dict)
 
     @property
     def engine_database_url(self) -> str:
@@ -267,6 +284,9 @@ def load_settings(config: Path | None = None, environ: Mapping[str, str] | None 
     sections: dict[str, Any] = {}
     hints = get_type_hints(Settings)
     for section_field in fields(Settings):
+        if section_field.name == "data_stores":
+            sections["data_stores"] = _data_stores(raw.get("data_stores", {}), config, base_dir)
+            continue
         section_cls = hints[section_field.name]
         section_hints = get_type_hints(section_cls)
         section_raw = raw.get(section_field.name, {})
@@ -305,6 +325,34 @@ def load_settings(config: Path | None = None, environ: Mapping[str, str] | None 
     return settings
 
 
+def _data_stores(raw: Any, config: Path | None, base_dir: Path | None) -> dict[str, DataStoreSettings]:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{config}: [data_stores] must hold one table per store, e.g. [data_stores.default]")
+    hints = get_type_hints(DataStoreSettings)
+    known = {f.name for f in fields(DataStoreSettings)}
+    stores = {}
+    for name, table in raw.items():
+        where = f"{config}: data_stores.{name}"
+        if not isinstance(table, dict):
+            raise SettingsError(f"{where} must be a table")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key.removesuffix("_file") not in known:
+                raise SettingsError(f"{where}: unknown setting {key}")
+            if key.endswith("_file") and key not in known:
+                key, value = key.removesuffix("_file"), _read_file_value(str(value), f"{where}.{key}")
+            values[key] = _convert(value, hints[key], f"{where}.{key}", base_dir)
+        if "base_url" not in values or not str(values["base_url"]).startswith(("http://", "https://")):
+            raise SettingsError(f"{where}: base_url (an http(s) URL) is required")
+        store = DataStoreSettings(**values)
+        if store.auth == "basic" and not (store.username and store.password):
+            raise SettingsError(f"{where}: auth = basic needs username and password")
+        if store.auth == "bearer" and not store.bearer_token:
+            raise SettingsError(f"{where}: auth = bearer needs bearer_token")
+        stores[str(name)] = store
+    return stores
+
+
 def _check(settings: Settings, config: Path | None) -> None:
     source = str(config) if config else "settings"
     if settings.node.mode == "dsf" and not settings.organization.identifier:
@@ -322,6 +370,12 @@ def documented_settings() -> list[tuple[str, str, Any]]:
     out = []
     hints = get_type_hints(Settings)
     for section_field in fields(Settings):
+        if section_field.name == "data_stores":
+            store_hints = get_type_hints(DataStoreSettings)
+            for f in fields(DataStoreSettings):
+                default = f.default if f.default is not dataclasses.MISSING else None
+                out.append((f"data_stores.<name>.{f.name}", str(store_hints[f.name]), default))
+            continue
         section_cls = hints[section_field.name]
         section_hints = get_type_hints(section_cls)
         for f in fields(section_cls):

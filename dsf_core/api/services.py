@@ -65,6 +65,9 @@ class FhirClients(Protocol):
     def by_url(self, base_url: str) -> FhirClient:
         """A peer's mailbox (or any FHIR server trusting the organisation's client certificate)."""
 
+    def data_store(self, name: str = "default") -> FhirClient:
+        """A local FHIR data store configured in the node (``[data_stores.<name>]``), with its auth."""
+
 
 class ProcessPluginApi(Protocol):
     @property

@@ -182,15 +182,26 @@ class _Targets:
 
 
 class _Clients:
-    def __init__(self, factory: ClientFactory, local_url: str) -> None:
+    def __init__(self, factory: ClientFactory, local_url: str, data_stores: Mapping[str, FhirClient]) -> None:
         self._factory = factory
         self._local_url = local_url
+        self._data_stores = dict(data_stores)
 
     def local(self) -> FhirClient:
         return self._factory.client(self._local_url)
 
     def by_url(self, base_url: str) -> FhirClient:
         return self._factory.client(base_url)
+
+    def data_store(self, name: str = "default") -> FhirClient:
+        try:
+            return self._data_stores[name]
+        except KeyError:
+            configured = ", ".join(sorted(self._data_stores)) or "none"
+            raise LookupError(
+                f"no data store {name!r} is configured at this node (configured: {configured}); "
+                f"add a [data_stores.{name}] table to the node config"
+            ) from None
 
 
 class EngineApi:
@@ -208,6 +219,7 @@ class EngineApi:
         clock: Callable[[], datetime],
         environ: Mapping[str, str],
         active_processes: Callable[[], Sequence[str]] = lambda: (),
+        data_stores: Mapping[str, FhirClient] | None = None,
     ) -> None:
         self._organization_identifier = organization_identifier
         self._endpoint_identifier = endpoint_identifier
@@ -215,7 +227,7 @@ class EngineApi:
         self._clock = clock
         self._environ = dict(environ)
         self._active = active_processes
-        self._fhir = _Clients(clients, local_fhir_url)
+        self._fhir = _Clients(clients, local_fhir_url, data_stores or {})
         self._send = send_clients or clients
         self._organizations = _Organizations(self)
         self._endpoints = _Endpoints(self)
