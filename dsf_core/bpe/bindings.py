@@ -12,7 +12,8 @@ it faithfully and serializes it with the spec.
   a fixed text even when it contains ``${``, a ``camunda:expression`` (or ``expression``)
   is evaluated on every run — Camunda's distinction;
 * ``execution_listeners`` (``start``/``end``) and ``task_listeners`` (user tasks:
-  ``create``, ``assignment``, ``complete``, ``delete``, ``update``), each a class with
+  ``create`` and ``complete``; a DSF user task is answered through a QuestionnaireResponse, so
+  Camunda's ``assignment``, ``delete`` and ``update`` never happen and are refused at deployment), each a class with
   its own fields;
 * ``inputs``/``outputs`` — ``camunda:inputOutput`` parameters with a text value;
 * ``async_before``/``async_after``/``exclusive``/``retry_cycle`` — Camunda job flags:

@@ -572,7 +572,7 @@ _NODE_CHECKS: Final[dict[str, _Check]] = {
 _EXTENSION_CHECKS: Final[dict[str, Callable[[_Checker, Element], None]]] = {
     "field": _Checker._check_field,
     "executionListener": lambda c, e: c._check_listener(e, ("start", "end")),
-    "taskListener": lambda c, e: c._check_listener(e, ("create", "assignment", "complete", "delete", "update")),
+    "taskListener": lambda c, e: c._check_listener(e, ("create", "complete")),
     "inputOutput": _Checker._check_input_output,
     "failedJobRetryTimeCycle": _Checker._check_retry,
     "properties": _Checker._check_properties,

@@ -146,6 +146,10 @@ CASES: list[tuple[str, str, str | None, str]] = [
      "Go", "camunda:executionListener is not supported on bpmn:sequenceFlow"),
     ("timeout task listener", model('<bpmn:userTask id="Ask" camunda:formKey="q">' + ext(
         '<camunda:taskListener class="x.L" event="timeout" />') + "</bpmn:userTask>"), "Ask", "event 'timeout'"),
+    # assignment/delete/update never happen to a user task answered through a QuestionnaireResponse
+    ("assignment task listener", model('<bpmn:userTask id="Ask" camunda:formKey="q">' + ext(
+        '<camunda:taskListener class="x.L" event="assignment" />') + "</bpmn:userTask>"), "Ask",
+     "event 'assignment' is not supported (use one of create, complete)"),
     ("script output parameter", model(service(inner=ext(
         '<camunda:inputOutput><camunda:outputParameter name="o"><camunda:script scriptFormat="js">1</camunda:script>'
         "</camunda:outputParameter></camunda:inputOutput>"))), "Work", "values are not supported"),
