@@ -18,6 +18,7 @@ __all__ = [
     "add_output",
     "error_output",
     "first_input",
+    "identifier_value",
     "input_parameters",
     "input_string",
     "input_strings",
@@ -88,6 +89,14 @@ def error_output(message: str) -> dict[str, Any]:
 def organization_reference(identifier: str) -> dict[str, Any]:
     """A logical Organization reference by DSF organisation identifier."""
     return {"type": "Organization", "identifier": {"system": ORGANIZATION_IDENTIFIER, "value": identifier}}
+
+
+def identifier_value(resource: Mapping[str, Any], system: str) -> str | None:
+    """The value of ``resource``'s first identifier with ``system`` (e.g. an Organization's DSF identifier)."""
+    for identifier in resource.get("identifier", []):
+        if identifier.get("system") == system and isinstance(identifier.get("value"), str):
+            return str(identifier["value"])
+    return None
 
 
 def requester_identifier(task: Mapping[str, Any]) -> str | None:

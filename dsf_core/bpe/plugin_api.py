@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dsf_core.api.targets import Target, Targets
+from dsf_core.api.tasks import identifier_value
 from dsf_core.client import ClientFactory, FhirClient, FhirClientError
 from dsf_core.fhir.codes import ENDPOINT_IDENTIFIER, ORGANIZATION_IDENTIFIER, ORGANIZATION_ROLE
 
@@ -21,13 +22,6 @@ __all__ = ["EngineApi"]
 log = logging.getLogger("dsf.bpe.api")
 
 Resource = dict[str, Any]
-
-
-def identifier_of(resource: Mapping[str, Any], system: str) -> str | None:
-    for identifier in resource.get("identifier", []):
-        if identifier.get("system") == system and isinstance(identifier.get("value"), str):
-            return str(identifier["value"])
-    return None
 
 
 def _id_ref(resource: Mapping[str, Any]) -> str:
@@ -50,7 +44,7 @@ class _Organizations:
     async def remote(self) -> list[Resource]:
         out = []
         async for org in self._api.fhir.local().search_all("Organization", {"active": "true"}):
-            identifier = identifier_of(org, ORGANIZATION_IDENTIFIER)
+            identifier = identifier_value(org, ORGANIZATION_IDENTIFIER)
             if identifier and identifier != self._api.organization_identifier and _is_member_org(org):
                 out.append(org)
         return out
@@ -150,8 +144,8 @@ class _Endpoints:
 
 def target_of(org: Mapping[str, Any], endpoint: Mapping[str, Any], correlation_key: str | None) -> Target:
     return Target(
-        organization_identifier=identifier_of(org, ORGANIZATION_IDENTIFIER) or "",
-        endpoint_identifier=identifier_of(endpoint, ENDPOINT_IDENTIFIER),
+        organization_identifier=identifier_value(org, ORGANIZATION_IDENTIFIER) or "",
+        endpoint_identifier=identifier_value(endpoint, ENDPOINT_IDENTIFIER),
         endpoint_url=str(endpoint.get("address", "")).rstrip("/"),
         correlation_key=correlation_key,
     )
@@ -166,7 +160,7 @@ class _Targets:
     ) -> Targets:
         targets = []
         for org, endpoint in await _memberships(self._api, parent_identifier, role):
-            identifier = identifier_of(org, ORGANIZATION_IDENTIFIER)
+            identifier = identifier_value(org, ORGANIZATION_IDENTIFIER)
             if endpoint is None or (exclude_local and identifier == self._api.organization_identifier):
                 continue
             target = target_of(org, endpoint, None)

@@ -36,10 +36,6 @@ ENDPOINT_IDENTIFIER = "http://dsf.dev/sid/endpoint-identifier"
 ORGANIZATION_IDENTIFIER = "http://dsf.dev/sid/organization-identifier"
 
 
-def _identifier(resource: dict[str, Any], system: str) -> str | None:
-    return next((i.get("value") for i in resource.get("identifier", []) if i.get("system") == system), None)
-
-
 def _status_extension(target: Target, error: str | None) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = [
         {"url": "correlation-key", "valueString": target.correlation_key or ""},
@@ -86,10 +82,10 @@ class SelectPingTargets(ServiceTask):
                 continue
             reference = str(endpoint.get("managingOrganization", {}).get("reference", ""))
             org = organizations.get("/".join(reference.split("/_history/")[0].split("/")[-2:]))
-            identifier = _identifier(org, ORGANIZATION_IDENTIFIER) if org else None
+            identifier = tasks.identifier_value(org, ORGANIZATION_IDENTIFIER) if org else None
             if org is None or not org.get("active", True) or identifier in (None, api.organization_identifier):
                 continue
-            targets.append(Target(str(identifier), _identifier(endpoint, ENDPOINT_IDENTIFIER), address).with_correlation_key())
+            targets.append(Target(str(identifier), tasks.identifier_value(endpoint, ENDPOINT_IDENTIFIER), address).with_correlation_key())
         targets.sort(key=lambda t: (t.endpoint_identifier or "", t.endpoint_url))
         log.info("pinging %d endpoint(s): %s", len(targets), ", ".join(t.endpoint_url for t in targets))
         variables.set_targets(Targets.of(targets))
