@@ -1,0 +1,1 @@
+"""MII data transfer plugin: processes medizininformatik-initiativede_dataSend (DIC) and _dataReceive (DMS)."""
