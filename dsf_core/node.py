@@ -139,6 +139,7 @@ class Node:
             environ=self._environ,
             active_processes=lambda: engine_holder[0].active_processes() if engine_holder else [],
             data_stores=data_stores,
+            plugin_settings=s.plugin,
         )
         self.engine = Engine(
             store=self._store, api=api, local=self._clients.client(local_url), clock=self.clock, sleep=self._sleep,
@@ -146,6 +147,9 @@ class Node:
         )
         engine_holder.append(self.engine)
         plugins = list(self._plugins) if self._plugins is not None else discover_plugins(s.engine.plugin_dirs)
+        for plugin in plugins:
+            if plugin.check_settings is not None:
+                plugin.check_settings(s.plugin(plugin.settings_key))
         deployed: list[DeployedProcess] = []
         for plugin in plugins:
             placeholders = placeholders_for(plugin, s.organization.identifier, self._environ)

@@ -146,6 +146,51 @@ class DataStoreSettings:
 
 
 @dataclass(frozen=True)
+class PluginSettings:
+    """A plugin's own table of the node config (``[plugins.<name>]``), for the plugin to read and check.
+
+    The table is free-form: the plugin decides its keys.  ``source`` names where it came from so
+    a plugin's error can say ``node.toml: plugins.feasibility.networks.x.stores``; relative paths
+    resolve against ``base_dir`` (the config file's directory).
+    """
+
+    name: str
+    table: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "settings"
+    base_dir: Path | None = None
+
+    def where(self, key: str = "") -> str:
+        """``<source>: plugins.<name>.<key>`` for error messages."""
+        dotted = f"plugins.{self.name}" + (f".{key}" if key else "")
+        return f"{self.source}: {dotted}"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.table.get(key, default)
+
+    def section(self, key: str) -> PluginSettings:
+        """A nested table (empty when absent); not a table → :class:`SettingsError`."""
+        value = self.table.get(key, {})
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{self.where(key)} must be a table")
+        return PluginSettings(f"{self.name}.{key}", value, self.source, self.base_dir)
+
+    def secret(self, key: str) -> Secret | None:
+        """``key``, or the content of the file ``key_file`` names (trailing newline stripped)."""
+        if key in self.table:
+            return Secret(str(self.table[key]))
+        if f"{key}_file" in self.table:
+            return Secret(_read_file_value(str(self.path(f"{key}_file")), self.where(f"{key}_file")))
+        return None
+
+    def path(self, key: str) -> Path | None:
+        """A path setting, relative to the config file's directory."""
+        if key not in self.table:
+            return None
+        path = Path(str(self.table[key])).expanduser()
+        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -156,6 +201,13 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     #: Named local FHIR data stores (``[data_stores.default]``, …); TOML only, secrets also as ``*_file``.
     data_stores: Mapping[str, DataStoreSettings] = field(default_factory=dict)
+    #: Process plugins' own tables (``[plugins.<name>]``), or a TOML file per plugin named by
+    #: ``DSF_PLUGINS_<NAME>_CONFIG``; each plugin checks its table at start.
+    plugins: Mapping[str, PluginSettings] = field(default_factory=dict)
+
+    def plugin(self, name: str) -> PluginSettings:
+        """The table of plugin ``name`` (empty when the node config has none)."""
+        return self.plugins.get(name) or PluginSettings(name)
 
     @property
     def engine_database_url(self) -> str:
@@ -287,6 +339,9 @@ def load_settings(config: Path | None = None, environ: Mapping[str, str] | None 
         if section_field.name == "data_stores":
             sections["data_stores"] = _data_stores(raw.get("data_stores", {}), config, base_dir)
             continue
+        if section_field.name == "plugins":
+            sections["plugins"] = _plugins(raw.get("plugins", {}), config, base_dir, env)
+            continue
         section_cls = hints[section_field.name]
         section_hints = get_type_hints(section_cls)
         section_raw = raw.get(section_field.name, {})
@@ -353,6 +408,33 @@ def _data_stores(raw: Any, config: Path | None, base_dir: Path | None) -> dict[s
     return stores
 
 
+_PLUGIN_CONFIG_ENV = "DSF_PLUGINS_{}_CONFIG"
+
+
+def _plugins(raw: Any, config: Path | None, base_dir: Path | None, env: Mapping[str, str]) -> dict[str, PluginSettings]:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{config}: [plugins] must hold one table per plugin, e.g. [plugins.feasibility]")
+    plugins: dict[str, PluginSettings] = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"{config}: plugins.{name} must be a table")
+        plugins[str(name)] = PluginSettings(str(name), table, str(config) if config else "settings", base_dir)
+    prefix, suffix = _PLUGIN_CONFIG_ENV.split("{}")
+    for variable, value in env.items():
+        if not (variable.startswith(prefix) and variable.endswith(suffix)) or len(variable) <= len(prefix + suffix):
+            continue
+        name = variable[len(prefix):-len(suffix)].lower()
+        path = Path(value).expanduser().resolve()
+        try:
+            table = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise SettingsError(f"environment {variable}: cannot read {path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"environment {variable}: {path}: {exc}") from None
+        plugins[name] = PluginSettings(name, table, str(path), path.parent)
+    return plugins
+
+
 def _check(settings: Settings, config: Path | None) -> None:
     source = str(config) if config else "settings"
     if settings.node.mode == "dsf" and not settings.organization.identifier:
@@ -375,6 +457,9 @@ def documented_settings() -> list[tuple[str, str, Any]]:
             for f in fields(DataStoreSettings):
                 default = f.default if f.default is not dataclasses.MISSING else None
                 out.append((f"data_stores.<name>.{f.name}", str(store_hints[f.name]), default))
+            continue
+        if section_field.name == "plugins":
+            out.append(("plugins.<name>", "table", None))
             continue
         section_cls = hints[section_field.name]
         section_hints = get_type_hints(section_cls)

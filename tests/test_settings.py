@@ -78,3 +78,43 @@ def test_errors_name_the_source_and_key(tmp_path: Path, text: str, env: dict[str
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_plugin_tables_from_the_file_and_from_a_file_per_plugin(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("s3cret\n")
+    config = write(tmp_path, """
+[organization]
+identifier = "dic-1.test"
+[plugins.feasibility]
+request_task_timeout = "PT5M"
+mapping = "mapping.json"
+token_file = "secret.txt"
+[plugins.feasibility.networks."medizininformatik-initiative.de"]
+obfuscate = false
+""")
+    other = tmp_path / "elsewhere" / "transfer.toml"
+    other.parent.mkdir()
+    other.write_text('private_key = "dms.key"\n')
+    settings = load_settings(config, environ={"DSF_PLUGINS_DATA_TRANSFER_CONFIG": str(other)})
+    feasibility = settings.plugin("feasibility")
+    assert feasibility.get("request_task_timeout") == "PT5M"
+    assert feasibility.path("mapping") == tmp_path / "mapping.json"
+    token = feasibility.secret("token")
+    assert token == "s3cret" and "s3cret" not in repr(token)
+    network = feasibility.section("networks").section("medizininformatik-initiative.de")
+    assert network.get("obfuscate") is False
+    assert network.where("stores") == f"{config}: plugins.feasibility.networks.medizininformatik-initiative.de.stores"
+    transfer = settings.plugin("data_transfer")
+    assert transfer.path("private_key") == other.parent / "dms.key"
+    assert settings.plugin("absent").table == {} and settings.plugin("absent").secret("x") is None
+
+
+def test_plugin_table_errors_name_the_source(tmp_path: Path) -> None:
+    config = write(tmp_path, '[organization]\nidentifier = "a.test"\n[plugins]\nfeasibility = 3\n')
+    with pytest.raises(SettingsError, match="plugins.feasibility must be a table"):
+        load_settings(config, environ={})
+    config = write(tmp_path, '[organization]\nidentifier = "a.test"\n[plugins.x]\nnetworks = 1\n')
+    with pytest.raises(SettingsError, match=r"node.toml: plugins.x.networks must be a table"):
+        load_settings(config, environ={}).plugin("x").section("networks")
+    with pytest.raises(SettingsError, match="DSF_PLUGINS_X_CONFIG: cannot read"):
+        load_settings(config, environ={"DSF_PLUGINS_X_CONFIG": str(tmp_path / "missing.toml")})

@@ -6,7 +6,8 @@
 * :class:`Variables` — the instance's variables and Tasks; :class:`ProcessPluginApi` — services;
 * :class:`Target`, :class:`Targets` — recipients; :class:`BpmnError` — the error boundary path;
 * :mod:`dsf_core.api.tasks` — Task inputs/outputs; :class:`FhirClient`, :class:`FhirClientError`,
-  :func:`classify` — talking to mailboxes and data stores.
+  :func:`classify` — talking to mailboxes and data stores;
+* :class:`PluginSettings` — the plugin's ``[plugins.<name>]`` table; :class:`SettingsError` for what is wrong in it.
 """
 
 from dsf_core.api import tasks
@@ -17,6 +18,7 @@ from dsf_core.api.services import EndpointProvider, FhirClients, OrganizationPro
 from dsf_core.api.targets import Target, Targets
 from dsf_core.api.variables import Variables
 from dsf_core.client import FhirClient, FhirClientError, classify
+from dsf_core.settings import PluginSettings, SettingsError
 
 __all__ = [
     "BpmnError",
@@ -28,9 +30,11 @@ __all__ = [
     "MessageSend",
     "OrganizationProvider",
     "PluginDefinitionError",
+    "PluginSettings",
     "ProcessPlugin",
     "ProcessPluginApi",
     "ServiceTask",
+    "SettingsError",
     "Target",
     "TargetProvider",
     "Targets",

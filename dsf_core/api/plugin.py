@@ -14,13 +14,15 @@ and BPMN ``versionTag`` (placeholder ``#{version}``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+
+from dsf_core.settings import PluginSettings
 
 __all__ = ["PluginDefinitionError", "ProcessPlugin"]
 
@@ -47,6 +49,12 @@ class ProcessPlugin:
     class_map: Mapping[str, type[Any]] = field(default_factory=dict)
     title: str | None = None
     publisher: str | None = None
+    #: The key of the plugin's table in the node config (``[plugins.<settings_name>]``); default: ``name``.
+    settings_name: str | None = None
+    #: Called with that table when the node starts, before anything deploys: raise
+    #: :class:`dsf_core.settings.SettingsError` naming the key (``settings.where(key)``) to refuse
+    #: the start, so a wrong setting shows at start-up, not at the first Task.
+    check_settings: Callable[[PluginSettings], object] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -61,6 +69,10 @@ class ProcessPlugin:
         """``a.b``: the version in canonical URLs and BPMN version tags."""
         major, minor = self.version.split(".")[:2]
         return f"{major}.{minor}"
+
+    @property
+    def settings_key(self) -> str:
+        return self.settings_name or self.name
 
     @property
     def pre_release(self) -> bool:

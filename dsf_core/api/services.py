@@ -7,16 +7,18 @@ certificate. Organizations and Endpoints are returned as FHIR JSON dicts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dsf_core.api.targets import Target, Targets
 from dsf_core.client import FhirClient
+from dsf_core.settings import PluginSettings
 
 __all__ = ["EndpointProvider", "FhirClients", "OrganizationProvider", "ProcessPluginApi", "TargetProvider"]
 
 Resource = dict[str, Any]
+T = TypeVar("T")
 
 
 class OrganizationProvider(Protocol):
@@ -98,6 +100,14 @@ class ProcessPluginApi(Protocol):
 
     def config(self, name: str, default: str | None = None) -> str | None:
         """A plugin setting from the node's environment at start (``DEV_DSF_X_Y`` style names are read as given)."""
+
+    def plugin_settings(self, name: str) -> PluginSettings:
+        """The node config's ``[plugins.<name>]`` table (empty when there is none)."""
+
+    def shared(self, key: str, factory: Callable[[], T]) -> T:
+        """One object per node and ``key`` for the node's lifetime (a cache, a rate limiter), made by
+        ``factory`` on first use.  Activities are created anew for every execution, and several nodes
+        may share a process, so state that must outlive one execution lives here, not in globals."""
 
     async def send_task(self, task: Resource, target: Target) -> None:
         """POST a Task to the target's mailbox with the organisation's client certificate (retried);

@@ -10,18 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dsf_core.api.targets import Target, Targets
 from dsf_core.api.tasks import identifier_value
 from dsf_core.client import ClientFactory, FhirClient, FhirClientError
 from dsf_core.fhir.codes import ENDPOINT_IDENTIFIER, ORGANIZATION_IDENTIFIER, ORGANIZATION_ROLE
+from dsf_core.settings import PluginSettings
 
 __all__ = ["EngineApi"]
 
 log = logging.getLogger("dsf.bpe.api")
 
 Resource = dict[str, Any]
+T = TypeVar("T")
 
 
 def _id_ref(resource: Mapping[str, Any]) -> str:
@@ -214,6 +216,7 @@ class EngineApi:
         environ: Mapping[str, str],
         active_processes: Callable[[], Sequence[str]] = lambda: (),
         data_stores: Mapping[str, FhirClient] | None = None,
+        plugin_settings: Callable[[str], PluginSettings] = PluginSettings,
     ) -> None:
         self._organization_identifier = organization_identifier
         self._endpoint_identifier = endpoint_identifier
@@ -226,6 +229,8 @@ class EngineApi:
         self._organizations = _Organizations(self)
         self._endpoints = _Endpoints(self)
         self._targets = _Targets(self)
+        self._plugin_settings = plugin_settings
+        self._shared: dict[str, Any] = {}
 
     @property
     def organization_identifier(self) -> str:
@@ -260,6 +265,14 @@ class EngineApi:
 
     def config(self, name: str, default: str | None = None) -> str | None:
         return self._environ.get(name, default)
+
+    def plugin_settings(self, name: str) -> PluginSettings:
+        return self._plugin_settings(name)
+
+    def shared(self, key: str, factory: Callable[[], T]) -> T:
+        if key not in self._shared:
+            self._shared[key] = factory()
+        return cast(T, self._shared[key])
 
     async def send_task(self, task: Resource, target: Target) -> None:
         client = self._send.client(target.endpoint_url)

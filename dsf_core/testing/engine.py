@@ -59,6 +59,7 @@ from dsf_core.bpe.store import EngineStore, instances
 from dsf_core.client import ClientFactory, FhirClient
 from dsf_core.fhir import codes
 from dsf_core.testing.mailbox import MailboxHarness
+from dsf_core.settings import PluginSettings
 
 __all__ = [
     "START",
@@ -220,6 +221,7 @@ class EngineHarness:
         clock: ManualClock | None = None,
         environ: Mapping[str, str] | None = None,
         pki_dir: Path | None = None,
+        plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
@@ -242,6 +244,8 @@ class EngineHarness:
         self.clock = clock or ManualClock()
         self.sleep = RecordingSleep()
         self.environ = dict(environ or {})
+        #: ``[plugins.<name>]`` tables, as a node config would have them.
+        self.plugin_settings = {name: PluginSettings(name, dict(table)) for name, table in (plugin_settings or {}).items()}
         self.mailbox = MailboxHarness(
             directory / "mailbox", local=organization, database_url=mailbox_database_url, pki_dir=pki_dir,
         )
@@ -311,7 +315,11 @@ class EngineHarness:
             clock=self.clock,
             environ=self.environ,
             active_processes=lambda: holder[0].active_processes() if holder else [],
+            plugin_settings=lambda name: self.plugin_settings.get(name) or PluginSettings(name),
         )
+        for plugin in self.plugins:
+            if plugin.check_settings is not None:
+                plugin.check_settings(self.plugin_settings.get(plugin.settings_key) or PluginSettings(plugin.settings_key))
         engine = Engine(store=self._store, api=api, local=self._clients.client(self.mailbox.base_url),
                         clock=self.clock, sleep=self.sleep)
         holder.append(engine)
