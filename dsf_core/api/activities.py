@@ -139,9 +139,15 @@ class MessageSend(_Activity):
         target = self.target(api, variables)
         task = self.build_task(api, variables, target)
         try:
-            await api.send_task(task, target)
+            url = await api.send_task(task, target)
         except FhirClientError as error:
             await self.on_send_error(api, variables, target, error)
+        else:
+            await self.on_sent(api, variables, target, url)
+
+    async def on_sent(self, api: ProcessPluginApi, variables: Variables, target: Target, task_url: str) -> None:
+        """The Task was accepted at ``task_url`` (absolute). Default: nothing; override to remember it,
+        e.g. to read the remote Task's status when no answer comes."""
 
     async def on_send_error(
         self, api: ProcessPluginApi, variables: Variables, target: Target, error: FhirClientError

@@ -109,9 +109,10 @@ class ProcessPluginApi(Protocol):
         ``factory`` on first use.  Activities are created anew for every execution, and several nodes
         may share a process, so state that must outlive one execution lives here, not in globals."""
 
-    async def send_task(self, task: Resource, target: Target) -> None:
+    async def send_task(self, task: Resource, target: Target) -> str:
         """POST a Task to the target's mailbox with the organisation's client certificate (retried);
-        raises :class:`dsf_core.client.FhirClientError` when it is refused or unreachable."""
+        returns the absolute URL of the created Task (``<endpoint>/Task/<id>``, readable by us as its
+        requester); raises :class:`dsf_core.client.FhirClientError` when it is refused or unreachable."""
 
     @property
     def active_processes(self) -> Sequence[str]:

@@ -274,13 +274,14 @@ class EngineApi:
             self._shared[key] = factory()
         return cast(T, self._shared[key])
 
-    async def send_task(self, task: Resource, target: Target) -> None:
+    async def send_task(self, task: Resource, target: Target) -> str:
         client = self._send.client(target.endpoint_url)
         created = await client.create(task, minimal=True)
         log.info(
             "sent %s to %s (%s): Task/%s",
             _message_name(task), target.organization_identifier, target.endpoint_url, created.id,
         )
+        return f"{target.endpoint_url.rstrip('/')}/Task/{created.id}"
 
     @property
     def active_processes(self) -> Sequence[str]:
