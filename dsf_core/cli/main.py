@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-GROUPS: tuple[str, ...] = ("pki", "fhir", "node", "network")
+GROUPS: tuple[str, ...] = ("pki", "fhir", "node", "network", "data")
 
 
 class CommandError(Exception):
