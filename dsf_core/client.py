@@ -35,7 +35,7 @@ import http
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -305,6 +305,38 @@ class FhirClient:
     async def delete(self, type_: str, id_: str) -> None:
         await self._request("DELETE", self.url(f"{type_}/{id_}"))
 
+    async def delete_permanently(self, type_: str, id_: str) -> None:
+        """``$permanent-delete``: every version of the resource gone, history included (DSF operation)."""
+        await self._request("POST", self.url(f"{type_}/{id_}/$permanent-delete"))
+
+    async def create_binary(
+        self, content: bytes | AsyncIterable[bytes], *, content_type: str, security_context: str | None = None
+    ) -> Created:
+        """POST a Binary as its raw content, streamed when ``content`` is an async iterable.
+
+        ``security_context`` (``X-Security-Context``, e.g. ``Organization/<id>``) is the resource
+        whose read access the Binary inherits on a DSF mailbox.  A stream cannot be sent twice,
+        so this is never retried; there is no total timeout, only one per socket read.
+        """
+        url = self.url("Binary")
+        headers = {**self.headers, "Accept": FHIR_JSON, "Content-Type": content_type, "Prefer": "return=minimal"}
+        if security_context is not None:
+            headers["X-Security-Context"] = security_context
+        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
+        try:
+            async with self.session.post(url, data=content, headers=headers, timeout=timeout) as response:
+                payload = await response.read()
+                if response.status >= 400:
+                    raise _http_error(response.status, response.reason, "POST", url, payload)
+                location = response.headers.get("Location") or response.headers.get("Content-Location")
+                etag = response.headers.get("ETag")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise FhirUnreachable("POST", url, _reason(exc)) from exc
+        if not location:
+            raise FhirClientError(response.status, "POST", url, f"POST {url}: answer names no Binary location")
+        _, id_, version = parse_location(location)
+        return Created(id_, version or _version_of_etag(etag), location, None, response.status)
+
     async def search(self, type_: str, params: Params | None = None) -> dict[str, Any]:
         """One page of a search: the searchset Bundle.  Repeated keys are allowed (list of pairs)."""
         return await self._json("GET", self.url(type_), params=_pairs(params))
@@ -337,20 +369,27 @@ class FhirClient:
         return await self._json("POST", self.base_url, body=bundle, idempotent=False)
 
     @asynccontextmanager
-    async def open_binary(self, ref: str, *, accept: str = "*/*") -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open_binary(
+        self, ref: str, *, accept: str = "*/*", offset: int = 0
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Stream a Binary's content: ``Binary/<id>`` or an absolute URL on this server.
 
         Yields the open aiohttp response (status already checked); read it with
         ``response.content.iter_chunked(n)``.  Only establishing the download is retried;
         there is no total timeout, only one per socket read, so large files may take their time.
+        ``offset`` > 0 asks for the content from that byte on (``Range``, to resume a download):
+        the answer is 206 when the server honoured it, 200 with the whole content when it did not.
         """
         url = self._absolute(ref)
         timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
+        headers = {**self.headers, "Accept": accept}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
         attempt = 1
         while True:
             delay: float
             try:
-                response = await self.session.request("GET", url, headers={**self.headers, "Accept": accept}, timeout=timeout)
+                response = await self.session.request("GET", url, headers=headers, timeout=timeout)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error: FhirClientError = FhirUnreachable("GET", url, _reason(exc))
                 if attempt >= self.attempts or isinstance(exc, aiohttp.ClientConnectorCertificateError):

@@ -194,6 +194,35 @@ async def test_binary_download_streams(tmp_path: Path) -> None:
                 raise AssertionError("followed a foreign URL")
 
 
+async def test_binary_upload_streams_resumes_with_range_and_deletes_permanently(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 1000
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(payload), 10_000):
+            yield payload[i:i + 10_000]
+
+    async with mailbox_client(tmp_path) as (mb, fhir):
+        context = await fhir.create(code_system("binary-context", [tag("ALL")]))
+        created = await fhir.create_binary(pieces(), content_type="text/csv", security_context=f"CodeSystem/{context.id}")
+        assert created.status == 201 and created.version_id == "1"
+        small = await fhir.create_binary(b"a,b", content_type="text/csv", security_context=f"CodeSystem/{context.id}")
+        async with fhir.open_binary(f"Binary/{created.id}") as download:
+            assert download.headers["Content-Type"].startswith("text/csv") and await download.read() == payload
+        async with fhir.open_binary(f"Binary/{created.id}", offset=1000) as rest:
+            assert rest.status == 206 and await rest.read() == payload[1000:]
+        with pytest.raises(FhirClientError) as refused:
+            await fhir.create_binary(b"x", content_type="text/plain")  # a mailbox needs the security context
+        assert refused.value.status == 400
+
+        await fhir.delete_permanently("Binary", created.id)
+        for path in (f"Binary/{created.id}", f"Binary/{created.id}/_history/1", f"Binary/{created.id}/_history"):
+            with pytest.raises(FhirClientError) as gone:
+                await fhir.read_url(mb.url(path))
+            assert gone.value.status == 404
+        async with fhir.open_binary(f"Binary/{small.id}") as kept:
+            assert await kept.read() == b"a,b"
+
+
 # --- unreachable and retries --------------------------------------------------------------
 
 
