@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import logging
 import os
 import socket
@@ -45,6 +46,17 @@ log = logging.getLogger("dsf.node")
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def _notify_deployed(plugin: ProcessPlugin, api: EngineApi, active: list[str]) -> None:
+    if plugin.on_deployed is None:
+        return
+    try:
+        result = plugin.on_deployed(api, active)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        raise DeploymentError(f"plugin {plugin.name}: on_deployed failed: {exc}") from exc
 
 
 class Node:
@@ -159,6 +171,8 @@ class Node:
             await self._upload(plugin, processes, placeholders)
             deployed += processes
         await self.engine.deploy(deployed)
+        for plugin in plugins:
+            await _notify_deployed(plugin, api, [p.process_id for p in deployed if p.plugin is plugin and p.status == "active"])
         await self.engine.start()
         self.connector = TaskConnector(
             client=self._clients.client(local_url),

@@ -14,15 +14,18 @@ and BPMN ``versionTag`` (placeholder ``#{version}``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsf_core.settings import PluginSettings
+
+if TYPE_CHECKING:
+    from dsf_core.api.services import ProcessPluginApi
 
 __all__ = ["PluginDefinitionError", "ProcessPlugin"]
 
@@ -55,6 +58,10 @@ class ProcessPlugin:
     #: :class:`dsf_core.settings.SettingsError` naming the key (``settings.where(key)``) to refuse
     #: the start, so a wrong setting shows at start-up, not at the first Task.
     check_settings: Callable[[PluginSettings], object] | None = None
+    #: Called once the node has deployed the plugin, with the engine's API and the ids of the
+    #: plugin's processes that are active there (the Java DSF's ``onProcessesDeployed``): publish
+    #: a key, check a connection. May be a coroutine function; an exception stops the node's start.
+    on_deployed: Callable[[ProcessPluginApi, Sequence[str]], Awaitable[object] | object] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
