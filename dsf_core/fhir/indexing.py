@@ -10,6 +10,8 @@ parameter type::
     reference  system=target type, value=id       (literal);  param ``name:identifier`` rows
                system="canonical", value, norm    for logical references and canonicals
     date       low, high                          (inclusive millisecond range)
+    quantity   system, value=code, norm=unit,     (``numbers.key`` of the value; a comparator
+               low, high                           ``<``/``>`` opens one end of the range)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import MAX_MS, MIN_MS, DateError, date_range
 from dsf_core.fhir.search_params import SearchParam, params_for
 
@@ -119,7 +122,8 @@ def _token_rows(name: str, value: Any) -> Iterator[IndexRow]:
             yield IndexRow(name, value.get("system"), str(value["value"]))
 
 
-def _reference_rows(name: str, value: Any) -> Iterator[IndexRow]:
+def _reference_rows(param: SearchParam, value: Any) -> Iterator[IndexRow]:
+    name = param.name
     if isinstance(value, str):  # canonical
         yield IndexRow(name, "canonical", value, value.split("|", 1)[0])
         return
@@ -129,12 +133,39 @@ def _reference_rows(name: str, value: Any) -> Iterator[IndexRow]:
     if isinstance(reference, str):
         literal = parse_reference(reference)
         if literal is not None:
-            yield IndexRow(name, literal.type, literal.id, reference)
-        else:
+            if not param.only_targets or literal.type in param.targets:
+                yield IndexRow(name, literal.type, literal.id, reference)
+        elif not param.only_targets:
             yield IndexRow(name, None, reference, reference)
     identifier = value.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value") is not None:
-        yield IndexRow(f"{name}:identifier", identifier.get("system"), str(identifier["value"]))
+        if not param.only_targets or value.get("type") in (None, *param.targets):
+            yield IndexRow(f"{name}:identifier", identifier.get("system"), str(identifier["value"]))
+
+
+def _quantity_rows(name: str, value: Any) -> Iterator[IndexRow]:
+    if not isinstance(value, dict):
+        return
+    number = numbers.to_decimal(value.get("value"))
+    if number is None:
+        return
+    key = numbers.key(number)
+    # A comparator makes the value a bound: "<5" is every number below 5.
+    low, high = {
+        "<": (MIN_MS, key - 1),
+        "<=": (MIN_MS, key),
+        ">=": (key, MAX_MS),
+        ">": (key + 1, MAX_MS),
+    }.get(str(value.get("comparator")), (key, key))
+    code, unit = value.get("code"), value.get("unit")
+    yield IndexRow(
+        name,
+        value.get("system"),
+        str(code) if code is not None else None,
+        str(unit) if unit is not None else None,
+        low,
+        high,
+    )
 
 
 def _date_rows(name: str, value: Any) -> Iterator[IndexRow]:
@@ -162,9 +193,11 @@ def rows_for_param(param: SearchParam, resource: dict[str, Any]) -> Iterator[Ind
                 if isinstance(value, str):
                     yield IndexRow(param.name, None, value, value.split("|", 1)[0])
             elif param.type == "reference":
-                yield from _reference_rows(param.name, value)
+                yield from _reference_rows(param, value)
             elif param.type == "date":
                 yield from _date_rows(param.name, value)
+            elif param.type == "quantity":
+                yield from _quantity_rows(param.name, value)
 
 
 def index_rows(resource: dict[str, Any]) -> list[IndexRow]:

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause as Alias
 
 from dsf_core.errors import InvalidRequest, UnsupportedParameter
+from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import DateError, date_range
 from dsf_core.fhir.indexing import normalize, parse_reference
 from dsf_core.fhir.search_params import INCLUDES, SearchParam, is_internal, params_for
@@ -46,8 +47,9 @@ MODIFIERS: dict[str, set[str | None]] = {
     "uri": {None, "below", "exact"},
     "reference": {None, "identifier"},
     "date": {None},
+    "quantity": {None},
 }
-_PREFIX = re.compile(r"^(eq|ne|gt|ge|lt|le|sa|eb)?(.*)$")
+_PREFIX = re.compile(r"^(eq|ne|gt|ge|lt|le|sa|eb|ap)?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -198,19 +200,16 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _date_condition(lo_col: ColumnElement[int], hi_col: ColumnElement[int], raw: str) -> ColumnElement[bool]:
-    match = _PREFIX.match(raw)
-    assert match is not None
-    # An unencoded "+" of a time zone arrives as a space; take it back rather than failing.
-    prefix, value = match.group(1) or "eq", match.group(2).replace(" ", "+")
-    try:
-        low, high = date_range(value)
-    except DateError as exc:
-        raise InvalidRequest(str(exc)) from None
+def _range_condition(
+    lo_col: ColumnElement[int], hi_col: ColumnElement[int], prefix: str, low: int, high: int
+) -> ColumnElement[bool]:
+    """A stored inclusive range ``[lo_col, hi_col]`` against a searched one ``[low, high]`` (FHIR prefixes)."""
     if prefix == "eq":
         return and_(lo_col >= low, hi_col <= high)
     if prefix == "ne":
         return or_(lo_col < low, hi_col > high)
+    if prefix == "ap":
+        return and_(lo_col <= high, hi_col >= low)
     if prefix in ("gt", "sa"):
         return hi_col > high if prefix == "gt" else lo_col > high
     if prefix == "ge":
@@ -218,6 +217,46 @@ def _date_condition(lo_col: ColumnElement[int], hi_col: ColumnElement[int], raw:
     if prefix in ("lt", "eb"):
         return lo_col < low if prefix == "lt" else hi_col < low
     return lo_col <= high  # le
+
+
+def _prefixed(raw: str) -> tuple[str, str]:
+    match = _PREFIX.match(raw)
+    assert match is not None
+    return match.group(1) or "eq", match.group(2)
+
+
+def _date_condition(lo_col: ColumnElement[int], hi_col: ColumnElement[int], raw: str) -> ColumnElement[bool]:
+    prefix, value = _prefixed(raw)
+    if prefix == "ap":
+        raise InvalidRequest("the prefix ap is not supported for dates")
+    # An unencoded "+" of a time zone arrives as a space; take it back rather than failing.
+    try:
+        low, high = date_range(value.replace(" ", "+"))
+    except DateError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return _range_condition(lo_col, hi_col, prefix, low, high)
+
+
+def _quantity_condition(si: Alias, raw: str) -> ColumnElement[bool]:
+    """``[prefix]number``, ``[prefix]number||code`` (code or unit) or ``[prefix]number|system|code``."""
+    prefix, value = _prefixed(raw)
+    number_text, bar, unit = value.partition("|")
+    try:
+        number = numbers.parse_decimal(number_text)
+    except numbers.NumberError as exc:
+        raise InvalidRequest(f"{exc}; expected [prefix]number[|system|code]") from None
+    low, high = numbers.search_range(prefix, number)
+    condition = _range_condition(si.c.low, si.c.high, prefix, low, high)
+    if not bar:
+        return condition
+    system, bar, code = unit.partition("|")
+    if not bar:
+        raise InvalidRequest(f"quantity {raw!r}: expected number|system|code or number||code")
+    if system:  # a coded unit: system and code ("system|" alone: any unit of that system)
+        return and_(condition, si.c.system == system, *([si.c.value == code] if code else []))
+    if code:  # no system: the unit's code or its human-readable form
+        return and_(condition, or_(si.c.value == code, si.c.norm == code))
+    return condition
 
 
 def _token_condition(si: Alias, raw: str) -> ColumnElement[bool]:
@@ -247,15 +286,8 @@ def _reference_condition(si: Alias, param: SearchParam, raw: str, base_url: str 
     raise InvalidRequest(f"not a reference: {raw!r}")
 
 
-def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> ColumnElement[bool]:
-    """One criterion as a WHERE clause on ``resources``."""
-    if c.name == "_id":
-        return resources.c.id.in_(c.values)
-    if c.name == "_lastUpdated":
-        return or_(*(_date_condition(resources.c.last_updated, resources.c.last_updated, v) for v in c.values))
-    param = params_for(type_)[c.name]
-    si = _A_SI
-    index_param = f"{c.name}:identifier" if c.modifier == "identifier" else c.name
+def _value_conditions(si: Alias, param: SearchParam, c: Criterion, base_url: str | None) -> list[ColumnElement[bool]]:
+    """One condition on an index row per OR-ed value."""
     conditions: list[ColumnElement[bool]] = []
     for raw in c.values:
         if param.type == "token" or c.modifier == "identifier":
@@ -278,7 +310,29 @@ def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> C
             conditions.append(_reference_condition(si, param, raw, base_url))
         elif param.type == "date":
             conditions.append(_date_condition(si.c.low, si.c.high, raw))
-    # Correlated on rid only (the row's type is implied), so the probe uses the covering
+        elif param.type == "quantity":
+            conditions.append(_quantity_condition(si, raw))
+    return conditions
+
+
+def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> ColumnElement[bool]:
+    """One criterion as a WHERE clause on ``resources``; a bad value is a 400 naming the parameter."""
+    try:
+        return _criterion_clause(type_, c, base_url)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"search parameter {c.name!r}: {exc.message}", expression=[c.name]) from None
+
+
+def _criterion_clause(type_: str, c: Criterion, base_url: str | None) -> ColumnElement[bool]:
+    if c.name == "_id":
+        return resources.c.id.in_(c.values)
+    if c.name == "_lastUpdated":
+        return or_(*(_date_condition(resources.c.last_updated, resources.c.last_updated, v) for v in c.values))
+    param = params_for(type_)[c.name]
+    si = _A_SI
+    index_param = f"{c.name}:identifier" if c.modifier == "identifier" else c.name
+    conditions = _value_conditions(si, param, c, base_url)
+        # Correlated on rid only (the row's type is implied), so the probe uses the covering
     # (rid, param, value, system) index and a LIMITed page stops after its rows.
     match: ColumnElement[bool] = exists().where(
         si.c.rid == resources.c.rid, si.c.param == index_param, or_(*conditions)
@@ -316,7 +370,7 @@ def _sort_key(type_: str, name: str, desc: bool) -> UnaryExpression[Any]:
     else:
         si = _A_SS
         param = params_for(type_)[name]
-        target = si.c.low if param.type == "date" else func.coalesce(si.c.value, si.c.norm)
+        target = si.c.low if param.type in ("date", "quantity") else func.coalesce(si.c.value, si.c.norm)
         agg = func.max(target) if desc else func.min(target)
         col = (
             select(agg)

@@ -5,6 +5,12 @@ Every parameter names the JSON paths it is extracted from when a resource is wri
 parsed and compiled (``dsf_core.fhir.search``).  The CapabilityStatement is derived
 from this table.  A path step may carry a filter ``name[key=value]`` (e.g. only the
 ``depends-on`` related artifacts of a Measure).
+
+Clinical types (data-store mode) carry the FHIR R4 parameters a feasibility evaluator and the
+KDS report search with, under their R4 names and paths, plus one dsf-py extension:
+``Consent?mii-provision-provision-code`` (token over ``provision.provision.code``, the MII broad
+consent's permitted policies).  Changing a parameter here changes the type's fingerprint, and the
+store re-indexes the type's resources at the next start (``storage/migrations.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Literal
 
 from dsf_core.fhir.resource_types import METADATA_TYPES, RESOURCE_TYPES, STORE_EXTRA_TYPES
 
-ParamType = Literal["token", "string", "uri", "reference", "date"]
+ParamType = Literal["token", "string", "uri", "reference", "date", "quantity"]
 
 
 @dataclass(frozen=True)
@@ -24,10 +30,14 @@ class SearchParam:
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()  # reference target types
     documentation: str = ""
+    # Index only references to one of ``targets`` (FHIR's ``subject.where(resolve() is Patient)``).
+    only_targets: bool = False
 
 
-def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (), doc: str = "") -> SearchParam:
-    return SearchParam(name, type_, paths, targets, doc)
+def _p(
+    name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (), doc: str = "", only_targets: bool = False
+) -> SearchParam:
+    return SearchParam(name, type_, paths, targets, doc, only_targets)
 
 
 # Parameters every type has.  ``_id`` and ``_lastUpdated`` are columns, not index rows.
@@ -107,6 +117,9 @@ _BY_TYPE: dict[str, tuple[SearchParam, ...]] = {
         _p("active", "token", "active"),
         _p("birthdate", "date", "birthDate"),
         _p("gender", "token", "gender"),
+        _p("name", "string", "name.family", "name.given", "name.text", "name.prefix", "name.suffix"),
+        _p("family", "string", "name.family"),
+        _p("given", "string", "name.given"),
     ),
     "Practitioner": (_IDENTIFIER, _p("active", "token", "active")),
     "PractitionerRole": (
@@ -134,19 +147,92 @@ for _type in METADATA_TYPES:
     _BY_TYPE.setdefault(_type, _METADATA)
 
 # Clinical types for data-store mode: the parameters a feasibility/report search needs.
+def _subject(*targets: str) -> tuple[SearchParam, SearchParam]:
+    """``subject`` and ``patient`` (the same path, Patient references only)."""
+    return (
+        _p("subject", "reference", "subject", targets=targets),
+        _p("patient", "reference", "subject", targets=("Patient",), only_targets=True, doc="The subject, when it is a Patient"),
+    )
+
+
+_ENCOUNTER = _p("encounter", "reference", "encounter", targets=("Encounter",))
+_STATUS = _p("status", "token", "status")
+_MEDICATION = (
+    _p("medication", "reference", "medicationReference", targets=("Medication",)),
+    _p("code", "token", "medicationCodeableConcept", doc="The medication as a code"),
+)
 _CLINICAL: dict[str, tuple[SearchParam, ...]] = {
-    "Condition": (_p("code", "token", "code"), _p("subject", "reference", "subject"), _p("recorded-date", "date", "recordedDate")),
-    "Observation": (_p("code", "token", "code"), _p("subject", "reference", "subject"), _p("date", "date", "effectiveDateTime", "effectivePeriod"), _p("status", "token", "status")),
-    "Procedure": (_p("code", "token", "code"), _p("subject", "reference", "subject"), _p("date", "date", "performedDateTime", "performedPeriod")),
-    "Encounter": (_p("subject", "reference", "subject"), _p("date", "date", "period"), _p("status", "token", "status")),
-    "Specimen": (_p("type", "token", "type"), _p("subject", "reference", "subject"), _p("collected", "date", "collection.collectedDateTime")),
-    "Consent": (_p("patient", "reference", "patient"), _p("status", "token", "status")),
-    "Medication": (_p("code", "token", "code"),),
-    "MedicationAdministration": (_p("subject", "reference", "subject"), _p("medication", "reference", "medicationReference")),
-    "MedicationRequest": (_p("subject", "reference", "subject"), _p("medication", "reference", "medicationReference")),
-    "MedicationStatement": (_p("subject", "reference", "subject"), _p("medication", "reference", "medicationReference")),
-    "DiagnosticReport": (_p("subject", "reference", "subject"), _p("code", "token", "code")),
-    "List": (_p("subject", "reference", "subject"),),
+    "Condition": (
+        _p("code", "token", "code"),
+        *_subject("Patient", "Group"),
+        _p("recorded-date", "date", "recordedDate"),
+        _p("onset-date", "date", "onsetDateTime", "onsetPeriod"),
+        _p("clinical-status", "token", "clinicalStatus"),
+        _p("verification-status", "token", "verificationStatus"),
+        _ENCOUNTER,
+    ),
+    "Observation": (
+        _p("code", "token", "code"),
+        *_subject("Patient", "Group", "Device", "Location"),
+        _p("date", "date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+        _STATUS,
+        _p("category", "token", "category"),
+        _p("value-quantity", "quantity", "valueQuantity"),
+        _p("value-concept", "token", "valueCodeableConcept"),
+        _ENCOUNTER,
+    ),
+    "Procedure": (
+        _p("code", "token", "code"),
+        *_subject("Patient", "Group"),
+        _p("date", "date", "performedDateTime", "performedPeriod"),
+        _STATUS,
+        _ENCOUNTER,
+    ),
+    "Encounter": (
+        *_subject("Patient", "Group"),
+        _p("date", "date", "period"),
+        _STATUS,
+        _p("class", "token", "class"),
+        _p("type", "token", "type"),
+    ),
+    "Specimen": (
+        _p("type", "token", "type"),
+        *_subject("Patient", "Group", "Device", "Substance", "Location"),
+        _p("collected", "date", "collection.collectedDateTime", "collection.collectedPeriod"),
+        _p("bodysite", "token", "collection.bodySite"),
+    ),
+    "Consent": (
+        _p("patient", "reference", "patient", targets=("Patient",)),
+        _STATUS,
+        _p("date", "date", "dateTime"),
+        _p("category", "token", "category"),
+        _p("period", "date", "provision.period"),
+        _p(
+            "mii-provision-provision-code",
+            "token",
+            "provision.provision.code",
+            doc="dsf-py extension: codes of the nested provisions (MII broad consent policies)",
+        ),
+    ),
+    "Medication": (
+        _p("code", "token", "code"),
+        _p("ingredient-code", "token", "ingredient.itemCodeableConcept"),
+    ),
+    "MedicationAdministration": (
+        *_subject("Patient", "Group"),
+        *_MEDICATION,
+        _p("effective-time", "date", "effectiveDateTime", "effectivePeriod"),
+        _STATUS,
+    ),
+    "MedicationRequest": (*_subject("Patient", "Group"), *_MEDICATION, _STATUS),
+    "MedicationStatement": (
+        *_subject("Patient", "Group"),
+        *_MEDICATION,
+        _p("effective", "date", "effectiveDateTime", "effectivePeriod"),
+        _STATUS,
+    ),
+    "DiagnosticReport": (*_subject("Patient", "Group", "Device", "Location"), _p("code", "token", "code")),
+    "List": (*_subject("Patient", "Group", "Device", "Location"),),
 }
 for _type, _params in _CLINICAL.items():
     _BY_TYPE[_type] = (_IDENTIFIER, *_params)

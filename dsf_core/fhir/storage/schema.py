@@ -9,7 +9,10 @@
   ROLE), so read filtering happens in SQL and totals are per identity.
 * ``blobs`` / ``blob_chunks`` — Binary payloads in fixed-size chunks, streamed in and
   out and never held whole in memory.
-* ``schema_version`` — migrations applied at start-up.
+* ``search_params_state`` — per resource type, the fingerprint of the search parameters its
+  index rows were built with; a type whose parameters changed is re-indexed at start-up
+  (``migrations.py``).
+* ``schema_version`` — migrations applied at start-up.  2: ``search_params_state``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -110,6 +113,13 @@ blob_chunks = Table(
     Column("blob_id", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+search_params_state = Table(
+    "search_params_state",
+    metadata,
+    Column("type", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
 )
 
 schema_version = Table(

@@ -33,7 +33,7 @@ from dsf_core.fhir.dates import format_instant
 from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
-from dsf_core.fhir.storage import schema
+from dsf_core.fhir.storage import migrations, schema
 from dsf_core.fhir.storage.caches import TypeCache
 from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine, RawRow
 from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
@@ -470,6 +470,7 @@ class Store:
                 await conn.execute(
                     insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
                 )
+            await migrations.reindex_changed(conn)
             if self.dialect == "sqlite":
                 await conn.execute(text("PRAGMA optimize"))
 

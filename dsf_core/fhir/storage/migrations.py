@@ -1,0 +1,89 @@
+"""Start-up upkeep of the search index: re-index the types whose search parameters changed.
+
+Index rows are written with each resource, from the registry as it was then.  When a parameter
+of a type is added or its paths change, the rows of resources stored before are missing or
+stale and searches would silently miss them.  Each type's parameters therefore have a
+fingerprint, and ``search_params_state`` keeps the fingerprint the stored rows were built with.
+At start-up (``Store.migrate``, inside the migration transaction that PostgreSQL workers
+serialise on an advisory lock) the rows of every type whose fingerprint differs are rebuilt,
+batch by batch, and the new fingerprints recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, false, insert, select
+
+from dsf_core.fhir.indexing import index_rows
+from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
+from dsf_core.fhir.search_params import params_for
+from dsf_core.fhir.storage.schema import resources, search_index, search_params_state
+
+log = logging.getLogger(__name__)
+
+# Bump when indexing.py changes the rows a parameter yields (not only when the registry changes).
+INDEXER_VERSION = 2
+_BATCH = 1000
+
+
+def fingerprints() -> dict[str, str]:
+    """Per type: a digest of its search parameters and of the indexer version."""
+    result: dict[str, str] = {}
+    for type_ in (*RESOURCE_TYPES, *STORE_EXTRA_TYPES):
+        params = sorted(repr((p.name, p.type, p.paths, p.targets, p.only_targets)) for p in params_for(type_).values())
+        result[type_] = hashlib.sha256(repr((INDEXER_VERSION, params)).encode()).hexdigest()
+    return result
+
+
+async def reindex_changed(conn: Any) -> list[str]:
+    """Rebuild the index rows of every type whose parameters changed; returns those types."""
+    recorded = {row.type: row.fingerprint for row in (await conn.execute(select(search_params_state))).all()}
+    wanted = fingerprints()
+    changed = sorted(t for t, digest in wanted.items() if recorded.get(t) != digest)
+    if not changed:
+        return []
+    empty = (await conn.execute(select(resources.c.rid).limit(1))).first() is None
+    if not empty:
+        for type_ in changed:
+            count = await _reindex(conn, type_)
+            if count:
+                log.info("search index of %s rebuilt for %d resources (its search parameters changed)", type_, count)
+    await conn.execute(delete(search_params_state).where(search_params_state.c.type.in_(changed)))
+    await conn.execute(insert(search_params_state), [{"type": t, "fingerprint": wanted[t]} for t in changed])
+    return changed
+
+
+async def _reindex(conn: Any, type_: str) -> int:
+    last, done = -1, 0
+    while True:
+        batch = (
+            await conn.execute(
+                select(resources.c.rid, resources.c.content)
+                .where(
+                    resources.c.type == type_,
+                    resources.c.current,
+                    resources.c.deleted == false(),
+                    resources.c.rid > last,
+                )
+                .order_by(resources.c.rid)
+                .limit(_BATCH)
+            )
+        ).all()
+        if not batch:
+            return done
+        rids = [row.rid for row in batch]
+        await conn.execute(delete(search_index).where(search_index.c.rid.in_(rids)))
+        rows = [
+            {"rid": row.rid, "type": type_, "param": r.param, "system": r.system, "value": r.value, "norm": r.norm,
+             "low": r.low, "high": r.high}
+            for row in batch
+            if row.content is not None
+            for r in index_rows(orjson.loads(row.content))
+        ]
+        if rows:
+            await conn.execute(insert(search_index), rows)
+        last, done = rids[-1], done + len(batch)

@@ -1,0 +1,469 @@
+"""Data-store mode search: the clinical parameters a feasibility evaluator and the KDS report use.
+
+One small clinical data set (three patients and their conditions, observations, procedures,
+encounters, medications, specimens and consents) is stored through a transaction; each test
+checks one parameter type or family against it, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from sqlalchemy import delete, select
+
+from dsf_core.fhir.storage import migrations
+from dsf_core.fhir.storage.schema import search_index, search_params_state
+from dsf_core.fhir.storage.store import Store as StorageStore
+from dsf_core.testing.mailbox import MailboxHarness
+
+JSON = {"Accept": "application/fhir+json"}
+ICD = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+ATC = "http://fhir.de/CodeSystem/bfarm/atc"
+MII_CONSENT = "urn:oid:2.16.840.1.113883.3.1937.777.24.5.3"
+DIAGNOSE = "https://www.medizininformatik-initiative.de/fhir/core/modul-diagnose/StructureDefinition/Diagnose"
+
+
+def urn(key: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, key)}"
+
+
+def ref(key: str) -> dict[str, str]:
+    return {"reference": urn(key)}
+
+
+def coding(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def quantity(value: Any, code: str | None = "g/dL", *, system: str | None = UCUM, unit: str | None = None, **extra: Any) -> dict[str, Any]:
+    q: dict[str, Any] = {"value": value, **extra}
+    if unit is not None or code is not None:
+        q["unit"] = unit or code
+    if system is not None:
+        q["system"] = system
+    if code is not None:
+        q["code"] = code
+    return q
+
+
+def observation(patient: str, value: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [coding("http://terminology.hl7.org/CodeSystem/observation-category", "laboratory")],
+        "code": coding(LOINC, "718-7"),
+        "subject": ref(patient),
+        "effectiveDateTime": "2024-01-10T08:00:00+01:00",
+        "valueQuantity": value,
+        **extra,
+    }
+
+
+def consent(patient: str, status: str, date: str, permits: list[str], **provision: Any) -> dict[str, Any]:
+    """An MII broad consent permitting the policies ``2.16.840.1.113883.3.1937.777.24.5.3.<permit>``."""
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": coding("http://terminology.hl7.org/CodeSystem/consentscope", "research"),
+        "category": [coding("http://loinc.org", "57016-8")],
+        "patient": ref(patient),
+        "dateTime": date,
+        "policy": [{"uri": "urn:oid:2.16.840.1.113883.3.1937.777.24.2.1790"}],
+        "provision": {
+            "type": "deny",
+            **provision,
+            "provision": [{"type": "permit", "code": [coding(MII_CONSENT, f"{MII_CONSENT[8:]}.{p}")]} for p in permits],
+        },
+    }
+
+
+def data_set() -> dict[str, dict[str, Any]]:
+    return {
+        "p1": {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:pid", "value": "1"}],
+            "gender": "female",
+            "birthDate": "1980-05-01",
+            "name": [{"family": "Müller", "given": ["Anna", "Maria"]}],
+        },
+        "p2": {"resourceType": "Patient", "gender": "male", "birthDate": "1990", "name": [{"family": "Schmidt", "given": ["Jan"]}]},
+        "p3": {"resourceType": "Patient", "gender": "female", "birthDate": "2001-02-03"},
+        "g1": {"resourceType": "Group", "type": "person", "actual": True, "identifier": [{"system": "urn:group", "value": "g1"}]},
+        "e1": {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "type": [coding("http://fhir.de/CodeSystem/Kontaktebene", "einrichtungskontakt")],
+            "subject": ref("p1"),
+            "period": {"start": "2024-03-01", "end": "2024-03-05"},
+        },
+        "e2": {
+            "resourceType": "Encounter",
+            "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": ref("p2"),
+            "period": {"start": "2023-12-30"},
+        },
+        "c1": {
+            "resourceType": "Condition",
+            "meta": {"profile": [f"{DIAGNOSE}|2024.0.0"]},
+            "code": coding(ICD, "E11.9"),
+            "subject": ref("p1"),
+            "encounter": ref("e1"),
+            "recordedDate": "2024-03-01",
+            "onsetDateTime": "2020-01-15",
+            "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active"),
+            "verificationStatus": coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed"),
+        },
+        "c2": {
+            "resourceType": "Condition",
+            "meta": {"profile": [DIAGNOSE]},
+            "code": coding(ICD, "I10"),
+            "subject": ref("p2"),
+            "recordedDate": "2023-06-01",
+            "onsetPeriod": {"start": "2019-01-01", "end": "2019-12-31"},
+            "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved"),
+        },
+        "c3": {"resourceType": "Condition", "code": coding(SNOMED, "44054006"), "subject": ref("g1"), "recordedDate": "2024-12-31"},
+        "o1": observation("p1", quantity(5.4), encounter=ref("e1")),
+        "o2": observation("p2", quantity(5.35)),
+        "o3": observation("p3", quantity(5.45)),
+        "o4": observation("p1", quantity(5.4, "mmol/L")),
+        "o5": observation("p2", quantity(4.5e9, "/L"), code=coding(LOINC, "26464-8")),
+        "o6": observation("p3", quantity(1.2e-5, "mol/L")),
+        "o7": observation("p1", quantity(5.4, None, system=None, unit="g/dL")),
+        "o8": observation("p2", quantity(3, comparator="<")),
+        "o10": observation("p3", quantity(-2.5, "Cel"), code=coding(LOINC, "8310-5"), effectiveDateTime="2023-05-05"),
+        "o9": {
+            "resourceType": "Observation",
+            "status": "preliminary",
+            "code": coding(SNOMED, "10828004"),
+            "subject": ref("g1"),
+            "effectivePeriod": {"start": "2022-01-01", "end": "2022-02-01"},
+            "valueCodeableConcept": coding(SNOMED, "10828004"),
+        },
+        "pr1": {
+            "resourceType": "Procedure",
+            "status": "completed",
+            "code": coding("http://fhir.de/CodeSystem/bfarm/ops", "5-470"),
+            "subject": ref("p1"),
+            "performedPeriod": {"start": "2024-03-02T10:00:00Z", "end": "2024-03-02T11:00:00Z"},
+        },
+        "pr2": {
+            "resourceType": "Procedure",
+            "status": "in-progress",
+            "code": coding(SNOMED, "80146002"),
+            "subject": ref("p2"),
+            "performedDateTime": "2021-07-07",
+        },
+        "m1": {"resourceType": "Medication", "code": coding(ATC, "A10BA02"), "ingredient": [{"itemCodeableConcept": coding("http://fdasis.nlm.nih.gov", "9100L32L2N")}]},
+        "ma1": {
+            "resourceType": "MedicationAdministration",
+            "status": "completed",
+            "medicationReference": ref("m1"),
+            "subject": ref("p1"),
+            "effectiveDateTime": "2024-03-03T09:00:00Z",
+        },
+        "ma2": {
+            "resourceType": "MedicationAdministration",
+            "status": "in-progress",
+            "medicationCodeableConcept": coding(ATC, "C09AA05"),
+            "subject": ref("p2"),
+            "effectivePeriod": {"start": "2022-01-01", "end": "2022-01-31"},
+        },
+        "ms1": {
+            "resourceType": "MedicationStatement",
+            "status": "active",
+            "medicationReference": ref("m1"),
+            "subject": ref("p3"),
+            "effectivePeriod": {"start": "2021-01-01"},
+        },
+        "s1": {
+            "resourceType": "Specimen",
+            "type": coding(SNOMED, "119297000"),
+            "subject": ref("p1"),
+            "collection": {"collectedDateTime": "2024-03-02", "bodySite": coding(SNOMED, "368209003")},
+        },
+        "s2": {
+            "resourceType": "Specimen",
+            "type": coding(SNOMED, "119361006"),
+            "subject": ref("g1"),
+            "collection": {"collectedPeriod": {"start": "2020-05-01", "end": "2020-05-02"}},
+        },
+        "cs1": consent("p1", "active", "2023-11-11", ["8", "6"], period={"start": "2023-11-11", "end": "2028-11-11"}),
+        "cs2": consent("p2", "inactive", "2022-01-01", ["6"]),
+    }
+
+
+class DataStore:
+    """The running data store, with the server ids of the data set's keys."""
+
+    def __init__(self, mb: MailboxHarness, ids: dict[str, str]) -> None:
+        self.mb = mb
+        self.ids = ids
+
+    async def get(self, query: str) -> tuple[int, Any]:
+        async with self.mb.client(None) as http:
+            response = await http.get(self.mb.url(query), headers=JSON)
+            return response.status, await response.json()
+
+    async def keys(self, query: str) -> set[str]:
+        """The data-set keys of a search's matches (every page)."""
+        by_id = {v: k for k, v in self.ids.items()}
+        found: set[str] = set()
+        status, bundle = await self.get(query + ("&" if "?" in query else "?") + "_count=100")
+        assert status == 200, bundle
+        assert bundle["total"] <= 100
+        for entry in bundle.get("entry", []):
+            if entry["search"]["mode"] == "match":
+                found.add(by_id[f"{entry['resource']['resourceType']}/{entry['resource']['id']}"])
+        assert len(found) == bundle["total"]
+        return found
+
+    async def total(self, query: str) -> int:
+        status, bundle = await self.get(query + ("&" if "?" in query else "?") + "_summary=count")
+        assert status == 200, bundle
+        assert "entry" not in bundle
+        return int(bundle["total"])
+
+    async def error(self, query: str) -> dict[str, Any]:
+        status, outcome = await self.get(query)
+        assert status == 400, outcome
+        issue: dict[str, Any] = outcome["issue"][0]
+        return issue
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store(tmp_path: Path, database_url: str) -> AsyncIterator[DataStore]:
+    async with MailboxHarness(tmp_path, database_url=database_url, mode="store") as mb:
+        resources = data_set()
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"fullUrl": urn(key), "resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+                for key, resource in resources.items()
+            ],
+        }
+        async with mb.client(None) as http:
+            response = await http.post(mb.url(), json=bundle, headers=JSON)
+            answer = await response.json()
+            assert response.status == 200, answer
+        ids = {}
+        for key, entry in zip(resources, answer["entry"], strict=True):
+            type_, id_ = entry["response"]["location"].split("/_history/")[0].split("/")[-2:]
+            ids[key] = f"{type_}/{id_}"
+        yield DataStore(mb, ids)
+
+
+# --- quantity -------------------------------------------------------------------------
+
+
+async def test_quantity_eq_uses_the_implicit_precision(store: DataStore) -> None:
+    assert await store.keys("Observation?value-quantity=5.4") == {"o1", "o2", "o4", "o7"}  # [5.35, 5.45)
+    assert await store.keys("Observation?value-quantity=eq5.40") == {"o1", "o4", "o7"}  # [5.395, 5.405)
+    assert await store.keys("Observation?value-quantity=5.45") == {"o3"}
+    assert await store.keys("Observation?value-quantity=4.5e9") == {"o5"}
+    assert await store.keys("Observation?value-quantity=4500000000") == {"o5"}
+    assert await store.keys("Observation?value-quantity=0.000012") == {"o6"}
+    assert await store.keys("Observation?value-quantity=1.2e-5") == {"o6"}
+    assert await store.keys("Observation?value-quantity=-2.5") == {"o10"}
+    assert await store.keys("Observation?value-quantity=3") == set()  # "<3" is not 3
+
+
+async def test_quantity_units(store: DataStore) -> None:
+    assert await store.keys(f"Observation?value-quantity=5.4|{UCUM}|g/dL") == {"o1", "o2"}
+    assert await store.keys("Observation?value-quantity=5.4||g/dL") == {"o1", "o2", "o7"}  # code or unit
+    assert await store.keys(f"Observation?value-quantity=5.4|{UCUM}|mmol/L") == {"o4"}
+    assert await store.keys("Observation?value-quantity=5.4|http://other.org|g/dL") == set()
+    assert await store.keys(f"Observation?value-quantity=5.4|{UCUM}|") == {"o1", "o2", "o4"}  # any unit of the system
+
+
+async def test_quantity_prefixes(store: DataStore) -> None:
+    assert await store.keys("Observation?value-quantity=gt5.4") == {"o3", "o5"}
+    assert await store.keys("Observation?value-quantity=ge5.4") == {"o1", "o3", "o4", "o5", "o7"}
+    assert await store.keys("Observation?value-quantity=lt5.4") == {"o2", "o6", "o8", "o10"}
+    assert await store.keys("Observation?value-quantity=le5.4") == {"o1", "o2", "o4", "o6", "o7", "o8", "o10"}
+    assert await store.keys("Observation?value-quantity=ne5.4") == {"o3", "o5", "o6", "o8", "o10"}
+    assert await store.keys("Observation?value-quantity=sa5.4") == {"o3", "o5"}
+    assert await store.keys("Observation?value-quantity=eb5.4") == {"o2", "o6", "o8", "o10"}
+    assert await store.keys("Observation?value-quantity=ap5.4") == {"o1", "o2", "o3", "o4", "o7"}  # ±10 %
+    assert await store.keys("Observation?value-quantity=lt0") == {"o8", "o10"}  # "<3" reaches below 0
+    assert await store.keys("Observation?value-quantity=ge3") == {"o1", "o2", "o3", "o4", "o5", "o7"}
+    assert await store.keys("Observation?value-quantity=gt1e9||/L") == {"o5"}
+    assert await store.keys("Observation?value-quantity=lt0.00002||mol/L") == {"o6"}
+
+
+async def test_quantity_or_and(store: DataStore) -> None:
+    assert await store.keys("Observation?value-quantity=5.45,4.5e9") == {"o3", "o5"}
+    assert await store.keys("Observation?value-quantity=gt5&value-quantity=lt5.42") == {"o1", "o2", "o4", "o7"}
+    assert await store.keys(f"Observation?value-quantity=gt5&value-quantity=lt5.42&code={LOINC}|718-7&value-quantity=5.4|{UCUM}|g/dL") == {"o1", "o2"}
+    assert await store.total(f"Observation?code={LOINC}|718-7&value-quantity=ge5.4|{UCUM}|g/dL") == 2
+
+
+async def test_quantity_sort(store: DataStore) -> None:
+    _, bundle = await store.get(f"Observation?code={LOINC}|718-7&value-quantity=5.4,5.45,5.35&_sort=-value-quantity&_count=10")
+    values = [e["resource"]["valueQuantity"]["value"] for e in bundle["entry"]]
+    assert values[0] == 5.45 and values[-1] == 5.35
+
+
+async def test_bad_values_are_400_naming_the_parameter(store: DataStore) -> None:
+    for query, name in [
+        ("Observation?value-quantity=abc", "value-quantity"),
+        ("Observation?value-quantity=5|g", "value-quantity"),
+        ("Observation?value-quantity=xx5", "value-quantity"),
+        ("Observation?value-quantity=5.4.1||mg", "value-quantity"),
+        ("Condition?onset-date=ap2020", "onset-date"),
+        ("Condition?recorded-date=2024-13", "recorded-date"),
+        ("Observation?patient=a/b/c", "patient"),
+    ]:
+        issue = await store.error(query)
+        assert issue["code"] == "invalid" and name in issue["diagnostics"] and issue["expression"] == [name], (query, issue)
+
+
+# --- parameters per type --------------------------------------------------------------
+
+
+async def test_condition_parameters(store: DataStore) -> None:
+    p1 = store.ids["p1"]
+    assert await store.keys(f"Condition?code={ICD}|E11.9") == {"c1"}
+    assert await store.keys(f"Condition?code={ICD}|") == {"c1", "c2"}
+    assert await store.keys("Condition?code=E11.9,44054006") == {"c1", "c3"}
+    assert await store.keys(f"Condition?subject={p1}") == {"c1"}
+    assert await store.keys(f"Condition?patient={p1}") == {"c1"}
+    assert await store.keys(f"Condition?patient={p1.split('/')[1]}") == {"c1"}
+    assert await store.keys(f"Condition?subject={store.ids['g1']}") == {"c3"}
+    assert await store.keys(f"Condition?patient={store.ids['g1']}") == set()  # a Group is not a patient
+    assert await store.keys("Condition?recorded-date=eq2024") == {"c1", "c3"}
+    assert await store.keys("Condition?recorded-date=lt2024-01-01") == {"c2"}
+    assert await store.keys("Condition?onset-date=2020") == {"c1"}
+    assert await store.keys("Condition?onset-date=lt2020-01-01") == {"c2"}  # onsetPeriod
+    assert await store.keys("Condition?onset-date=eq2019") == {"c2"}
+    assert await store.keys("Condition?clinical-status=active") == {"c1"}
+    assert await store.keys("Condition?clinical-status:not=active") == {"c2", "c3"}
+    assert await store.keys("Condition?verification-status=http://terminology.hl7.org/CodeSystem/condition-ver-status|confirmed") == {"c1"}
+    assert await store.keys(f"Condition?encounter={store.ids['e1']}") == {"c1"}
+
+
+async def test_observation_parameters(store: DataStore) -> None:
+    assert await store.keys(f"Observation?code={LOINC}|26464-8") == {"o5"}
+    assert await store.keys(f"Observation?patient={store.ids['p3']}") == {"o3", "o6", "o10"}
+    assert await store.keys(f"Observation?subject={store.ids['g1']}") == {"o9"}
+    assert await store.keys("Observation?date=2024-01-10") == {"o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8"}
+    assert await store.keys("Observation?date=eq2022-01") == set()  # the period runs into February
+    assert await store.keys("Observation?date=ge2022-01-15&date=lt2023") == {"o9"}
+    assert await store.keys("Observation?status=preliminary") == {"o9"}
+    assert await store.keys("Observation?category=laboratory&code=8310-5") == {"o10"}
+    assert await store.keys(f"Observation?value-concept={SNOMED}|10828004") == {"o9"}
+    assert await store.keys(f"Observation?encounter={store.ids['e1']}") == {"o1"}
+
+
+async def test_procedure_encounter_parameters(store: DataStore) -> None:
+    assert await store.keys("Procedure?code=http://fhir.de/CodeSystem/bfarm/ops|") == {"pr1"}
+    assert await store.keys(f"Procedure?patient={store.ids['p2']}") == {"pr2"}
+    assert await store.keys(f"Procedure?subject={store.ids['p1']}") == {"pr1"}
+    assert await store.keys("Procedure?date=2024-03-02") == {"pr1"}
+    assert await store.keys("Procedure?date=lt2022&status=in-progress") == {"pr2"}
+    assert await store.keys(f"Encounter?patient={store.ids['p1']}") == {"e1"}
+    assert await store.keys(f"Encounter?subject={store.ids['p2']}") == {"e2"}
+    assert await store.keys("Encounter?date=eq2024") == {"e1"}  # e2 began in 2023 and has not ended
+    assert await store.keys("Encounter?date=ge2025") == {"e2"}
+    assert await store.keys("Encounter?status=finished") == {"e1"}
+    assert await store.keys("Encounter?class=http://terminology.hl7.org/CodeSystem/v3-ActCode|AMB") == {"e2"}
+    assert await store.keys("Encounter?type=http://fhir.de/CodeSystem/Kontaktebene|einrichtungskontakt") == {"e1"}
+
+
+async def test_medication_parameters(store: DataStore) -> None:
+    m1 = store.ids["m1"]
+    assert await store.keys(f"Medication?code={ATC}|A10BA02") == {"m1"}
+    assert await store.keys("Medication?ingredient-code=9100L32L2N") == {"m1"}
+    assert await store.keys(f"MedicationAdministration?medication={m1}") == {"ma1"}
+    assert await store.keys(f"MedicationAdministration?code={ATC}|C09AA05") == {"ma2"}
+    assert await store.keys(f"MedicationAdministration?patient={store.ids['p1']}") == {"ma1"}
+    assert await store.keys(f"MedicationAdministration?subject={store.ids['p2']}") == {"ma2"}
+    assert await store.keys("MedicationAdministration?effective-time=2022-01") == {"ma2"}
+    assert await store.keys("MedicationAdministration?effective-time=gt2024-03-03T08:00:00Z&status=completed") == {"ma1"}
+    assert await store.keys(f"MedicationStatement?medication={m1}&patient={store.ids['p3']}") == {"ms1"}
+    assert await store.keys(f"MedicationStatement?subject={store.ids['p3']}&status=active") == {"ms1"}
+    assert await store.keys("MedicationStatement?effective=ge2030") == {"ms1"}  # open-ended period
+
+
+async def test_specimen_consent_patient_parameters(store: DataStore) -> None:
+    assert await store.keys(f"Specimen?type={SNOMED}|119297000") == {"s1"}
+    assert await store.keys(f"Specimen?patient={store.ids['p1']}") == {"s1"}
+    assert await store.keys(f"Specimen?subject={store.ids['g1']}") == {"s2"}
+    assert await store.keys("Specimen?collected=2020-05") == {"s2"}
+    assert await store.keys(f"Specimen?bodysite={SNOMED}|368209003") == {"s1"}
+    assert await store.keys(f"Consent?patient={store.ids['p1']}") == {"cs1"}
+    assert await store.keys("Consent?status=active") == {"cs1"}
+    assert await store.keys("Consent?date=lt2023") == {"cs2"}
+    assert await store.keys("Consent?category=http://loinc.org|57016-8") == {"cs1", "cs2"}
+    assert await store.keys(f"Consent?mii-provision-provision-code={MII_CONSENT}|2.16.840.1.113883.3.1937.777.24.5.3.8") == {"cs1"}
+    assert await store.keys("Consent?mii-provision-provision-code=2.16.840.1.113883.3.1937.777.24.5.3.6") == {"cs1", "cs2"}
+    assert await store.keys("Consent?period=ge2028-01-01") == {"cs1"}
+    assert await store.keys("Patient?gender=female&birthdate=lt2000") == {"p1"}
+    assert await store.keys("Patient?identifier=urn:pid|1") == {"p1"}
+    assert await store.keys("Patient?name=muller") == {"p1"}
+    assert await store.keys("Patient?given=mar") == {"p1"}
+    assert await store.keys("Patient?family=schmidt,müller") == {"p1", "p2"}
+    assert await store.keys("Patient?family=anna") == set()
+
+
+async def test_summary_count_as_the_kds_report_asks(store: DataStore) -> None:
+    assert await store.total(f"Condition?code={ICD}|") == 2
+    assert await store.total(f"Condition?_profile={DIAGNOSE}") == 2  # with and without |version
+    assert await store.total(f"Condition?_profile:below={DIAGNOSE}") == 2
+    assert await store.total("Encounter?date=eq2024") == 1
+    assert await store.total("Encounter?date=eq2023") == 0
+    assert await store.total("Encounter?type=http://fhir.de/CodeSystem/Kontaktebene|einrichtungskontakt") == 1
+    assert await store.total(f"Observation?code={LOINC}|") == 9
+
+
+async def test_capability_statement_lists_the_parameters(store: DataStore) -> None:
+    _, capabilities = await store.get("metadata")
+    by_type = {r["type"]: {p["name"]: p["type"] for p in r["searchParam"]} for r in capabilities["rest"][0]["resource"]}
+    assert by_type["Observation"]["value-quantity"] == "quantity"
+    assert by_type["Observation"]["value-concept"] == "token"
+    assert by_type["Condition"]["onset-date"] == "date"
+    assert by_type["Condition"]["patient"] == "reference"
+    assert by_type["Consent"]["mii-provision-provision-code"] == "token"
+    assert by_type["Patient"]["family"] == "string"
+    assert by_type["MedicationAdministration"]["effective-time"] == "date"
+
+
+async def test_types_whose_parameters_changed_are_reindexed_at_start(tmp_path: Path, database_url: str) -> None:
+    """A store written before a parameter existed gets its rows at the next start, and only then."""
+    condition = {"resourceType": "Condition", "code": coding(ICD, "I10"), "subject": {"reference": "Patient/x"},
+                 "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active")}
+    store = await StorageStore.open(database_url)
+    try:
+        async with store.write() as tx:
+            stored = await tx.create(condition)
+        async with store.write() as tx:  # as an older version left it: no row, no fingerprint
+            await tx.conn.execute(delete(search_index).where(search_index.c.param == "clinical-status"))
+            await tx.conn.execute(delete(search_params_state).where(search_params_state.c.type == "Condition"))
+    finally:
+        await store.close()
+
+    async def clinical_status_rows() -> list[Any]:
+        async with store.read() as tx:
+            return list(
+                (await tx.conn.execute(
+                    select(search_index.c.rid, search_index.c.value).where(search_index.c.param == "clinical-status")
+                )).all()
+            )
+
+    store = await StorageStore.open(database_url)
+    try:
+        assert [tuple(r) for r in await clinical_status_rows()] == [(stored.rid, "active")]
+        async with store.engine.begin() as conn:
+            assert await migrations.reindex_changed(conn) == []  # fingerprints recorded: nothing to do
+    finally:
+        await store.close()
