@@ -132,3 +132,15 @@ async def test_permanent_delete_removes_binary_and_history(tmp_path: Path, datab
             assert (await http.get(mb.url(f"Binary/{bid}"), headers=JSON)).status == 404
             history = await (await http.get(mb.url("Binary/_history"), headers=JSON)).json()
             assert history["total"] == 0
+
+
+async def test_store_mode_takes_a_raw_binary_without_security_context(tmp_path: Path) -> None:
+    async with MailboxHarness(tmp_path, mode="store", auth_overrides={"store_auth": "bearer", "store_bearer_token": "t"}) as mb:
+        auth = {"Authorization": "Bearer t"}
+        async with mb.client(None) as http:
+            response = await http.post(mb.url("Binary"), data=b"a,b\n1,2\n", headers={"Content-Type": "text/csv"} | JSON | auth)
+            assert response.status == 201, await response.text()
+            created = await response.json()
+            assert "securityContext" not in created
+            raw = await http.get(mb.url(f"Binary/{created['id']}"), headers={"Accept": "*/*"} | auth)
+            assert raw.status == 200 and await raw.read() == b"a,b\n1,2\n" and "X-Security-Context" not in raw.headers
