@@ -10,11 +10,13 @@
 
 ``init_network`` writes a development CA, certificates, one allow list and one node config per
 organisation plus the manifest ``network.toml`` (layout in :mod:`dsf_core.network.layout`);
-``load_network`` reads the manifest back.  ``dsf network init`` is the command-line face.
+``load_network`` reads the manifest back; ``set_data_stores`` points a node at local FHIR data
+stores (``[data_stores.<name>]``).  ``dsf network init`` is the command-line face.
 """
 
 from __future__ import annotations
 
+from dsf_core.network.data_stores import set_data_stores
 from dsf_core.network.layout import NetworkLayout, OrganizationLayout, load_network
 from dsf_core.network.spec import (
     DEFAULT_ORGANIZATIONS,
@@ -37,4 +39,5 @@ __all__ = [
     "init_network",
     "load_network",
     "parse_org_spec",
+    "set_data_stores",
 ]

@@ -12,6 +12,17 @@ Every node runs from the files ``dsf network init`` writes (development PKI, all
 ``node.toml`` per organisation), with real mTLS between them. ``stop_node``/``start_node``
 take one organisation down and up again with its data; ``settings`` overrides any setting
 as ``DSF_<SECTION>_<KEY>`` would (defaults here make retries and catch-up fast).
+
+``data_stores`` gives organisations local FHIR data stores, written into their ``node.toml`` as
+``[data_stores.<name>]`` tables at every start; each value is a ``DataStoreSettings`` or anything
+with a ``settings()`` method returning one, such as a started
+:class:`~dsf_core.testing.data_store.DataStoreServer`::
+
+    async with DataStoreServer(tmp_path / "kds") as kds:
+        await kds.load(generate(DatasetSpec(patients=20, seed=1)))
+        async with Network(tmp_path / "net", organizations=[OrgSpec("dic.test", ("DIC",))], plugins=[],
+                           data_stores={"dic.test": {"default": kds}}) as net:
+            store = net.node("dic.test").engine.api.fhir.data_store("default")
 """
 
 from __future__ import annotations
@@ -21,14 +32,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from dsf_core.api.plugin import ProcessPlugin
 from dsf_core.api.tasks import BPMN_MESSAGE, organization_reference, parameter
 from dsf_core.client import ClientFactory, FhirClient
-from dsf_core.network import DEFAULT_PARENT, NetworkLayout, OrgSpec, init_network
+from dsf_core.network import DEFAULT_PARENT, NetworkLayout, OrgSpec, init_network, set_data_stores
 from dsf_core.node import Node
-from dsf_core.settings import load_settings
+from dsf_core.settings import DataStoreSettings, load_settings
 
 __all__ = ["Network", "TaskTimeout"]
 
@@ -39,6 +50,13 @@ TEST_SETTINGS: Mapping[str, str] = {
     "DSF_ENGINE_RECONNECT_SECONDS": "0.2",
     "DSF_ENGINE_CATCH_UP_SECONDS": "5",
 }
+
+
+class HasDataStoreSettings(Protocol):
+    def settings(self) -> DataStoreSettings: ...
+
+
+DataStore = DataStoreSettings | HasDataStoreSettings
 
 
 class TaskTimeout(AssertionError):
@@ -56,6 +74,7 @@ class Network:
         settings: Mapping[str, str] | None = None,
         node_settings: Mapping[str, Mapping[str, str]] | None = None,
         environ: Mapping[str, str] | None = None,
+        data_stores: Mapping[str, Mapping[str, DataStore]] | None = None,
     ) -> None:
         self.directory = directory
         self.parent = parent
@@ -64,6 +83,7 @@ class Network:
         self._settings = {**TEST_SETTINGS, **(settings or {})}
         self._node_settings = {k: dict(v) for k, v in (node_settings or {}).items()}
         self._environ = dict(environ or {})
+        self._data_stores = {k: dict(v) for k, v in (data_stores or {}).items()}
         self.layout: NetworkLayout | None = None
         self.nodes: dict[str, Node] = {}
         self._clients: dict[str, ClientFactory] = {}
@@ -88,6 +108,9 @@ class Network:
             self.layout = load_network(self.directory)
         else:
             self.layout = await asyncio.to_thread(init_network, self.directory, **kwargs)
+        for identifier, stores in self._data_stores.items():
+            settings = {name: s if isinstance(s, DataStoreSettings) else s.settings() for name, s in stores.items()}
+            set_data_stores(self.layout.organization(identifier).config, settings)
         await asyncio.gather(*(self.start_node(o.identifier) for o in self.layout.organizations))
 
     async def stop(self) -> None:
