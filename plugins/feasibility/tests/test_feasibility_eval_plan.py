@@ -185,7 +185,7 @@ def test_values_with_commas_and_bars_are_escaped() -> None:
         ({"termCodes": [tc(ICD, "I10"), tc("http://example.org", "x")]}, "inclusionCriteria[0][0].termCodes[1]: no mapping for term code http://example.org|x"),
         ({"termCodes": [tc(ICD, "I10")], "valueFilter": {"type": "quantity-comparator", "comparator": "gt", "value": 1}},
          "inclusionCriteria[0][0].valueFilter: Diagnose (ICD-10-GM) (http://fhir.de/CodeSystem/bfarm/icd-10-gm|*) maps to Condition, which takes no quantity value filter"),
-        ({"termCodes": [tc(CONSENT, "x")], "timeRestriction": {"afterDate": "2020-01-01"}}, "inclusionCriteria[0][0].timeRestriction: "),
+        ({"termCodes": [tc(LOINC, "76689-9")], "timeRestriction": {"afterDate": "2020-01-01"}}, "inclusionCriteria[0][0].timeRestriction: Geschlecht (LOINC administrative gender) (http://loinc.org|76689-9) (Patient) has no time to restrict"),
         ({"termCodes": [tc(ICD, "I10")], "attributeFilters": [{"type": "concept", "attributeCode": tc(SNOMED, "1"), "selectedConcepts": [tc(SNOMED, "2")]}]},
          "inclusionCriteria[0][0].attributeFilters[0]: "),
         ({"termCodes": [tc(SNOMED, "119364003")], "attributeFilters": [
