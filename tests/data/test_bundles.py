@@ -123,3 +123,12 @@ def test_cli_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["data", "generate", "--patients", "5", "--out", "x", "--reference-date", "2026-13-01"])
     assert "not a date YYYY-MM-DD: '2026-13-01'" in capsys.readouterr().err
+
+
+def test_progress_names_patients_and_resources(capsys: pytest.CaptureFixture[str]) -> None:
+    from dsf_core.cli.data import _with_progress
+
+    groups = list(_with_progress(patient_groups(SPEC), 25, interval=0.0))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(groups) == len(lines) == 25
+    assert lines[-1] == f"generated 25/25 patients ({sum(len(g.resources) for g in groups)} resources)"
