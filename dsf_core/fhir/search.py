@@ -72,6 +72,7 @@ class SearchRequest:
     unsupported: tuple[str, ...] = ()
     # parameters as given, for the self link (control ones without paging)
     echo: tuple[tuple[str, str], ...] = ()
+    elements: tuple[str, ...] = ()  # _elements: names, or Type.name for included types
 
 
 @dataclass
@@ -79,6 +80,18 @@ class SearchResult:
     total: int
     matches: list[Stored] = field(default_factory=list)
     included: list[Stored] = field(default_factory=list)
+
+
+_ELEMENT = re.compile(r"^(?:[A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
+
+
+def parse_elements(value: str) -> tuple[str, ...]:
+    """``_elements=a,b,Type.c``: top-level element names (``Type.`` for another type in the Bundle)."""
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    for name in names:
+        if not _ELEMENT.match(name):
+            raise InvalidRequest(f"_elements: {name!r} is not an element name", expression=["_elements"])
+    return names
 
 
 def _int(name: str, value: str, minimum: int) -> int:
@@ -104,6 +117,7 @@ def parse_search(
     criteria: list[Criterion] = []
     unsupported: list[str] = []
     count, page, summary_count = default_count, 1, False
+    elements: tuple[str, ...] = ()
     sort: list[tuple[str, bool]] = []
     includes: list[tuple[str, str]] = []
     revincludes: list[tuple[str, str]] = []
@@ -120,6 +134,9 @@ def parse_search(
         if name in CONTROL:
             if name == "_count":
                 count = min(_int("_count", value, 0), max_count)
+                value = str(count)  # links carry the page size in effect
+            elif name == "_elements":
+                elements += parse_elements(value)
             elif name == "_page":
                 page = _int("_page", value, 1)
             elif name == "_summary":
@@ -169,7 +186,7 @@ def parse_search(
         echo.append((raw_name, value))
     return SearchRequest(
         type_, tuple(criteria), count, page, tuple(sort), tuple(includes), tuple(revincludes), summary_count,
-        tuple(unsupported), tuple(echo),
+        tuple(unsupported), tuple(echo), elements,
     )
 
 

@@ -13,12 +13,18 @@ from dsf_core.fhir.dates import format_instant
 from dsf_core.fhir.search import SearchRequest, SearchResult
 from dsf_core.fhir.storage.store import Stored
 from dsf_core.errors import operation_outcome
+from dsf_core.server import elements
 
 
-def _entry(base_url: str, stored: Stored, mode: str) -> dict[str, Any]:
+def _entry(base_url: str, stored: Stored, mode: str, request: SearchRequest) -> dict[str, Any]:
+    content = stored.content or "{}"
+    if request.elements:
+        names = elements.names_for(stored.type, request.elements, request.type)
+        if names is not None:
+            content = elements.subset(content, names)
     return {
         "fullUrl": f"{base_url}/{stored.type}/{stored.id}",
-        "resource": orjson.Fragment(stored.content or "{}"),
+        "resource": orjson.Fragment(content),
         "search": {"mode": mode},
     }
 
@@ -45,8 +51,8 @@ def paging_links(url: str, echo: Sequence[tuple[str, str]], total: int, count: i
 def searchset(base_url: str, request: SearchRequest, result: SearchResult, now_ms: int) -> dict[str, Any]:
     url = f"{base_url}/{request.type}"
     count = 0 if request.summary_count else request.count
-    entries: list[dict[str, Any]] = [_entry(base_url, s, "match") for s in result.matches]
-    entries += [_entry(base_url, s, "include") for s in result.included]
+    entries: list[dict[str, Any]] = [_entry(base_url, s, "match", request) for s in result.matches]
+    entries += [_entry(base_url, s, "include", request) for s in result.included]
     if request.unsupported:
         outcome = operation_outcome(
             "unsupported search parameters ignored: " + ", ".join(request.unsupported),

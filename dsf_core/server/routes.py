@@ -16,7 +16,8 @@ from aiohttp import web
 from dsf_core.errors import InvalidRequest, NotFound
 from dsf_core.fhir.dates import format_http_date
 from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
-from dsf_core.server import binary, bundles, capabilities, keys, transaction
+from dsf_core.fhir.search import parse_elements
+from dsf_core.server import binary, bundles, capabilities, elements, keys, transaction
 from dsf_core.server.formats import (
     Format,
     dumps,
@@ -182,7 +183,12 @@ async def _render_read(request: web.Request, ctx: Ctx, stored: Stored) -> web.St
     if stored.type == "Binary":
         return await binary.download(request, ctx, stored)
     fmt = fmt_of(request)
-    body = stored_body(stored.content or "{}", fmt)
+    content = stored.content or "{}"
+    if "_elements" in request.query:
+        names = elements.names_for(stored.type, parse_elements(",".join(request.query.getall("_elements"))), stored.type)
+        if names is not None:
+            content = elements.subset(content, names)
+    body = stored_body(content, fmt)
     return fhir_response(None if request.method == "HEAD" else body, fmt, headers=headers | ({"Content-Type": fmt.content_type}))
 
 

@@ -125,3 +125,20 @@ async def test_history_since_and_paging(mb: MailboxHarness) -> None:
     assert since["total"] == 1
     _, system = await get(mb, "_history?_count=1")
     assert system["total"] > 25
+
+
+async def test_elements_with_includes_and_the_count_maximum(mb: MailboxHarness) -> None:
+    _, bundle = await get(mb, "CodeSystem?_elements=url&_count=5000")
+    assert len(bundle["entry"]) == 25
+    self_link = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
+    assert "_count=1000" in self_link and "_elements=url" in self_link  # the page size in effect
+    # status and content are mandatory for a CodeSystem
+    assert {frozenset(e["resource"]) for e in bundle["entry"]} == {frozenset({"resourceType", "id", "meta", "url", "status", "content"})}
+    _, bundle = await get(
+        mb, "Endpoint?address=https://127.0.0.1:1/remote.test&_include=Endpoint:organization&_elements=name,Organization.identifier"
+    )
+    by_type = {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+    # the Endpoint has no name: what is left are its mandatory elements
+    assert set(by_type["Endpoint"]) == {"resourceType", "id", "meta", "status", "connectionType", "payloadType", "address"}
+    assert set(by_type["Organization"]) == {"resourceType", "id", "meta", "identifier"}
+    assert any(t["code"] == "SUBSETTED" for t in by_type["Organization"]["meta"]["tag"])

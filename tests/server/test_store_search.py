@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest_asyncio
 from sqlalchemy import delete, select
 
@@ -467,3 +468,65 @@ async def test_types_whose_parameters_changed_are_reindexed_at_start(tmp_path: P
             assert await migrations.reindex_changed(conn) == []  # fingerprints recorded: nothing to do
     finally:
         await store.close()
+
+
+# --- _elements ------------------------------------------------------------------------
+
+
+def is_subsetted(resource: dict[str, Any]) -> bool:
+    return any(
+        t.get("system") == "http://terminology.hl7.org/CodeSystem/v3-ObservationValue" and t.get("code") == "SUBSETTED"
+        for t in resource["meta"].get("tag", [])
+    )
+
+
+async def test_elements_on_search_keep_named_and_mandatory_elements_across_pages(store: DataStore) -> None:
+    status, page = await store.get(f"Condition?code={ICD}|&_elements=subject&_count=1")
+    assert status == 200 and page["total"] == 2
+    seen = []
+    while True:
+        for entry in page["entry"]:
+            resource = entry["resource"]
+            assert set(resource) == {"resourceType", "id", "meta", "subject"}, resource
+            assert is_subsetted(resource) and resource["meta"]["versionId"] == "1"
+            seen.append(resource["subject"]["reference"])
+        nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        assert "_elements=subject" in nxt[0]
+        status, page = await store.get(nxt[0].split("/fhir/", 1)[1])
+    assert sorted(seen) == sorted([store.ids["p1"], store.ids["p2"]])
+    # subject is mandatory on Condition: kept even when not asked for
+    _, bundle = await store.get(f"Condition?code={ICD}|E11.9&_elements=code,Condition.onset")
+    resource = bundle["entry"][0]["resource"]
+    assert set(resource) == {"resourceType", "id", "meta", "code", "subject", "onsetDateTime"}
+    # without _elements nothing is cut or tagged
+    _, bundle = await store.get(f"Condition?code={ICD}|E11.9")
+    assert "recordedDate" in bundle["entry"][0]["resource"] and not is_subsetted(bundle["entry"][0]["resource"])
+
+
+async def test_elements_choice_types_and_exact_decimals(store: DataStore) -> None:
+    body = (
+        '{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/x"},'
+        '"valueQuantity":{"value":5.40,"unit":"g/dL"},"note":[{"text":"kept out"}]}'
+    )
+    async with store.mb.client(None) as http:
+        created = await http.post(store.mb.url("Observation"), data=body, headers=JSON | {"Content-Type": "application/fhir+json"})
+        assert created.status == 201
+        id_ = created.headers["Location"].split("/_history/")[0].rsplit("/", 1)[1]
+        read = await http.get(store.mb.url(f"Observation/{id_}?_elements=value"), headers=JSON)
+        text = await read.text()
+    assert read.status == 200 and '"value":5.40' in text  # the decimal as written
+    resource = orjson.loads(text)
+    assert set(resource) == {"resourceType", "id", "meta", "status", "code", "valueQuantity"} and is_subsetted(resource)
+
+
+async def test_elements_on_read_in_xml_and_bad_names(store: DataStore) -> None:
+    async with store.mb.client(None) as http:
+        response = await http.get(store.mb.url(f"{store.ids['c1']}?_elements=recordedDate&_format=xml"))
+        xml = await response.text()
+    assert response.status == 200 and "SUBSETTED" in xml and "recordedDate" in xml and "clinicalStatus" not in xml
+    issue = await store.error(f"{store.ids['c1']}?_elements=9x")
+    assert issue["code"] == "invalid" and issue["expression"] == ["_elements"]
+    issue = await store.error("Condition?_elements=code,a-b")
+    assert issue["code"] == "invalid" and "_elements" in issue["diagnostics"]
