@@ -26,6 +26,7 @@ share a store.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 import re
@@ -177,7 +178,7 @@ def _years_later(moment: dt.datetime, years: int) -> dt.datetime:
 
 
 def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x <= x1:
             return y0 + (y1 - y0) * (max(x, x0) - x0) / (x1 - x0)
     return points[-1][1]
