@@ -35,10 +35,12 @@ from dsf_plugin_feasibility.evaluation import (
     CohortCounter,
     EvaluationStore,
     FeasibilityQuery,
+    FeasibilityResourceError,
     StoreEvaluationError,
     Strategy,
     default_mapping,
     evaluate,
+    evaluate_feasibility,
     parse_structured_query,
     plan_query,
 )
@@ -92,8 +94,10 @@ class Facts:
     def _where(self, type_: str, keep: Callable[[dict[str, Any]], bool]) -> set[str]:
         return {p for r in self.data.of_type(type_) if keep(r) and (p := self._patient(r)) is not None}
 
-    def conditions(self, *codes: str, after: str | None = None, before: str | None = None) -> set[str]:
-        return self._where("Condition", lambda r: self._coded(r["code"], ICD, codes) and self._within(r.get("recordedDate"), after, before))
+    def conditions(
+        self, *codes: str, after: str | None = None, before: str | None = None, when: str = "recordedDate"
+    ) -> set[str]:
+        return self._where("Condition", lambda r: self._coded(r["code"], ICD, codes) and self._within(r.get(when), after, before))
 
     def observations(
         self, code: str, value: Callable[[dict[str, Any]], bool] = lambda r: True, *, after: str | None = None, before: str | None = None
@@ -384,3 +388,35 @@ async def test_a_store_without_evaluate_measure(loaded: Loaded) -> None:
         await evaluate(FeasibilityQuery(None, measure, library), [store])
     assert caught.value.store == "local-kds"
     assert "does not support $evaluate-measure" in caught.value.reason
+
+
+def _library(*contents: tuple[str, str]) -> dict[str, Any]:
+    return {"resourceType": "Library", "url": "urn:uuid:0b9c4a1e-1111-2222-3333-444455556666", "status": "active",
+            "content": [{"contentType": t, "data": base64.b64encode(text.encode()).decode()} for t, text in contents]}  # fmt: skip
+
+
+MEASURE = {"resourceType": "Measure", "url": "https://hrp.example.org/fhir/Measure/m-1", "status": "active"}
+
+
+async def test_evaluate_feasibility_reads_the_structured_query_from_the_library(loaded: Loaded, tmp_path: Path) -> None:
+    query = {"version": "3", "inclusionCriteria": [
+        [crit(tc(SNOMED, "263495000"), context=tc(FDPG, "Patient"), valueFilter=concepts(GENDER, "female"))],
+        [crit(tc(ICD, "I10"), timeRestriction=time(after="2021-01-01"))]]}  # fmt: skip
+    library = _library(("text/cql", "library Retrieve\ndefine InInitialPopulation: true\n"), ("application/json", json.dumps(query)))
+    evaluation = await evaluate_feasibility(MEASURE, library, [_store(loaded)], today=TODAY)
+    facts = loaded.facts
+    assert evaluation.count == len(facts.gender("female") & facts.conditions("I10", after="2021-01-01"))
+
+    site = tmp_path / "site-mapping.json"  # a site counts diagnoses by onset instead of recording date
+    site.write_text(json.dumps({"mappings": [
+        {"key": tc(ICD, "*"), "fhirResourceType": "Condition", "termCodeSearchParameter": "code",
+         "patientReference": "subject", "timeRestrictionParameter": "onset-date"}]}))  # fmt: skip
+    evaluation = await evaluate_feasibility(MEASURE, library, [_store(loaded)], today=TODAY, mapping_file=str(site))
+    assert evaluation.count == len(facts.gender("female") & facts.conditions("I10", after="2021-01-01", when="onsetDateTime"))
+    assert facts.conditions("I10", after="2021-01-01", when="onsetDateTime") != facts.conditions("I10", after="2021-01-01")
+
+
+async def test_a_library_without_structured_query_for_a_structured_query_store(loaded: Loaded) -> None:
+    library = _library(("text/cql", "library Retrieve\n"))
+    with pytest.raises(FeasibilityResourceError, match="kds evaluate structured queries, but the Library has no application/json"):
+        await evaluate_feasibility(MEASURE, library, [_store(loaded)], today=TODAY)
