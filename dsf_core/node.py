@@ -223,7 +223,7 @@ class Node:
         for process in processes:
             status = "retired" if process.status == "retired" else "active"
             for resource in plugin_resources(plugin, process.process_id, placeholders, status=status):
-                key = (resource["resourceType"], str(resource.get("url") or resource.get("identifier")))
+                key = (resource["resourceType"], str(resource.get("url") or resource.get("identifier") or resource.get("name")))
                 if key not in seen:  # resources shared by several processes go up once
                     seen.add(key)
                     resources.append(resource)

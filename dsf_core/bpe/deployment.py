@@ -239,6 +239,10 @@ def plugin_resources(
             raise DeploymentError(f"plugin {plugin.name}: {file}: resource type {rtype} cannot be deployed by a plugin")
         if rtype == "Task":
             resource["status"] = "draft"
+        elif rtype == "NamingSystem":  # no url and version in R4: unique by name
+            if not resource.get("name"):
+                raise DeploymentError(f"plugin {plugin.name}: {file}: NamingSystem needs a name")
+            resource["status"] = "draft" if plugin.pre_release else status
         else:
             if not resource.get("url") or not resource.get("version"):
                 raise DeploymentError(f"plugin {plugin.name}: {file}: {rtype} needs url and version")
@@ -262,7 +266,7 @@ def _replace_json(raw: bytes, placeholders: Mapping[str, str], file: str) -> byt
 
 
 def resource_upload_bundle(resources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A batch of conditional updates: by ``url`` + ``version``, Task templates by identifier."""
+    """A batch of conditional updates: by ``url`` + ``version``, Task templates by identifier, NamingSystems by name."""
     from urllib.parse import quote
 
     entries = []
@@ -271,6 +275,8 @@ def resource_upload_bundle(resources: Sequence[Mapping[str, Any]]) -> dict[str, 
         if rtype == "Task":
             identifier: dict[str, Any] = next(iter(resource.get("identifier", [])), {})
             url = f"Task?identifier={quote(identifier.get('system', ''), safe='')}|{quote(identifier.get('value', ''), safe='')}"
+        elif rtype == "NamingSystem":
+            url = f"NamingSystem?name:exact={quote(resource['name'], safe='')}"
         else:
             url = f"{rtype}?url={quote(resource['url'], safe='')}&version={quote(resource['version'], safe='')}"
         entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})

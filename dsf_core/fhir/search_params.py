@@ -111,7 +111,11 @@ _BY_TYPE: dict[str, tuple[SearchParam, ...]] = {
         _p("type", "token", "channel.type"),
     ),
     "Bundle": (_IDENTIFIER,),
-    "DocumentReference": (_IDENTIFIER, _p("status", "token", "status")),
+    # FHIR R4: DocumentReference's identifier parameter covers masterIdentifier too (a data set's project).
+    "DocumentReference": (
+        _p("identifier", "token", "masterIdentifier", "identifier", doc="Master Version Specific Identifier or other identifier"),
+        _p("status", "token", "status"),
+    ),
     "Patient": (
         _IDENTIFIER,
         _p("active", "token", "active"),

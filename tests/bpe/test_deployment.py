@@ -128,3 +128,18 @@ def test_plugins_are_found_by_entry_point_and_in_plugin_folders(tmp_path: Path) 
     assert [p.name for p in found] == ["folder-plugin"] and found[0].pre_release
     with pytest.raises(DeploymentError, match="does not exist"):
         discover_plugins([tmp_path / "missing"], entry_points=False)
+
+
+def test_a_naming_system_deploys_by_name(tmp_path: Path) -> None:
+    (tmp_path / "ns.json").write_text(
+        '{"resourceType": "NamingSystem", "name": "ProjectIdentifier", "status": "unknown", "kind": "identifier",'
+        ' "date": "#{date}", "uniqueId": [{"type": "other", "value": "http://example.org/sid/project"}]}')
+    (tmp_path / "nameless.json").write_text('{"resourceType": "NamingSystem", "status": "unknown"}')
+    named = plugin(tmp_path, SERVICE, fhir_resources={"dsfdev_serviceTask": (str(tmp_path / "ns.json"),)})
+    [resource] = plugin_resources(named, "dsfdev_serviceTask", placeholders_for(named, "a.test", {}), status="active")
+    assert (resource["status"], resource["date"]) == ("active", "2026-01-01")
+    [entry] = resource_upload_bundle([resource])["entry"]
+    assert entry["request"] == {"method": "PUT", "url": "NamingSystem?name:exact=ProjectIdentifier"}
+    nameless = plugin(tmp_path, SERVICE, fhir_resources={"dsfdev_serviceTask": (str(tmp_path / "nameless.json"),)})
+    with pytest.raises(DeploymentError, match="NamingSystem needs a name"):
+        plugin_resources(nameless, "dsfdev_serviceTask", placeholders_for(nameless, "a.test", {}), status="active")

@@ -530,3 +530,16 @@ async def test_elements_on_read_in_xml_and_bad_names(store: DataStore) -> None:
     assert issue["code"] == "invalid" and issue["expression"] == ["_elements"]
     issue = await store.error("Condition?_elements=code,a-b")
     assert issue["code"] == "invalid" and "_elements" in issue["diagnostics"]
+
+
+async def test_document_reference_identifier_covers_the_master_identifier(tmp_path: Path) -> None:
+    project = "http://medizininformatik-initiative.de/sid/project-identifier"
+    document = {"resourceType": "DocumentReference", "status": "current",
+                "masterIdentifier": {"system": project, "value": "P1"},
+                "identifier": [{"system": "urn:other", "value": "x"}],
+                "content": [{"attachment": {"url": "Binary/1"}}]}
+    async with MailboxHarness(tmp_path, mode="store") as mb, mb.client(None) as http:
+        assert (await http.post(mb.url("DocumentReference"), json=document, headers=JSON)).status == 201
+        for query, total in ((f"{project}|P1", 1), ("urn:other|x", 1), (f"{project}|P2", 0)):
+            bundle = await (await http.get(mb.url("DocumentReference"), params={"identifier": query}, headers=JSON)).json()
+            assert bundle["total"] == total, query
