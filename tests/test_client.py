@@ -194,6 +194,11 @@ async def test_binary_download_streams(tmp_path: Path) -> None:
                 raise AssertionError("followed a foreign URL")
 
 
+async def pieces_of(data: bytes, size: int = 7) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
 async def test_binary_upload_streams_resumes_with_range_and_deletes_permanently(tmp_path: Path) -> None:
     payload = bytes(range(256)) * 1000
 
@@ -206,6 +211,11 @@ async def test_binary_upload_streams_resumes_with_range_and_deletes_permanently(
         created = await fhir.create_binary(pieces(), content_type="text/csv", security_context=f"CodeSystem/{context.id}")
         assert created.status == 201 and created.version_id == "1"
         small = await fhir.create_binary(b"a,b", content_type="text/csv", security_context=f"CodeSystem/{context.id}")
+        bundle = b'{"resourceType": "Bundle", "type": "collection"}'  # a FHIR media type goes as a Binary resource
+        fhir_typed = await fhir.create_binary(pieces_of(bundle), content_type="application/fhir+json",
+                                              security_context=f"CodeSystem/{context.id}")
+        async with fhir.open_binary(f"Binary/{fhir_typed.id}", accept="application/octet-stream") as download:
+            assert download.headers["Content-Type"].startswith("application/fhir+json") and await download.read() == bundle
         async with fhir.open_binary(f"Binary/{created.id}") as download:
             assert download.headers["Content-Type"].startswith("text/csv") and await download.read() == payload
         async with fhir.open_binary(f"Binary/{created.id}", offset=1000) as rest:
