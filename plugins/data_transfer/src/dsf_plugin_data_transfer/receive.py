@@ -1,0 +1,289 @@
+"""The DMS's process ``medizininformatik-initiativede_dataReceive``: download, decrypt, validate, store, answer.
+
+Started by ``dataSend`` from a DIC. Each step that fails records ``receive-error`` with what
+failed ("Download/Decrypt/Validate/Insert data-set failed") on the Task and takes the error
+boundary path, so the DIC always gets a receipt. The data set lives meanwhile in a private
+directory of this instance (``transfer.work_directory``), removed before the receipt goes out;
+the decrypted data is only read after its GCM tag verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dsf_core.api import BpmnError, FhirClient, FhirClientError, MessageSend, ProcessPluginApi, ServiceTask, Target, Variables, tasks
+from dsf_core.api.fhir_xml import to_xml
+from dsf_plugin_data_transfer import mime
+from dsf_plugin_data_transfer.data_set import PROJECT_IDENTIFIER, Extracted, read_skeleton
+from dsf_plugin_data_transfer.keys import load_private_key
+from dsf_plugin_data_transfer.send import FHIR_XML, project_identifier
+from dsf_plugin_data_transfer.status import (
+    DATA_TRANSFER,
+    DMS_STORE,
+    WORK_DIRECTORY,
+    add_status_output,
+    config,
+    status_inputs_from_outputs,
+    status_parameter,
+)
+from dsf_plugin_data_transfer.transfer import (
+    OCTET_STREAM,
+    REFERENCE,
+    decrypt_data_set,
+    download,
+    file_chunks,
+    remove_work_directory,
+    work_directory,
+)
+
+__all__ = [
+    "DecryptData",
+    "DeleteTemporaryData",
+    "DownloadData",
+    "HandleErrorReceive",
+    "InsertData",
+    "SelectTargetDic",
+    "SendReceipt",
+    "ValidateData",
+]
+
+log = logging.getLogger("dsf.plugin.data_transfer")
+
+RECEIVE_ERROR = "dataReceiveError"
+ENCRYPTED = "encrypted.bin"
+DATA_SET = "data-set"
+_ORGANIZATION_IDENTIFIER = "http://dsf.dev/sid/organization-identifier"
+
+
+async def receive_failed(variables: Variables, step: str, error: BaseException) -> NoReturn:
+    """``receive-error`` with ``step`` on the Task, which fails; then the error boundary path."""
+    start = variables.start_task
+    start["status"] = "failed"
+    add_status_output(start, "receive-error", step)
+    await variables.update_task(start)
+    log.warning("data set %s from %s: %s - %s", variables.get("dataSetReference"), tasks.requester_identifier(start),
+                step, error)
+    variables.set(RECEIVE_ERROR, RECEIVE_ERROR)
+    variables.set("dataReceiveErrorMessage", f"{step} - {error}")
+    raise BpmnError(RECEIVE_ERROR, f"{step} - {error}")
+
+
+def _directory(api: ProcessPluginApi, variables: Variables) -> Path:
+    return work_directory(config(api, WORK_DIRECTORY), variables.business_key)
+
+
+def _extracted(api: ProcessPluginApi, variables: Variables) -> Extracted:
+    directory = _directory(api, variables) / DATA_SET
+    payloads = variables.get("dataSetFiles") or {}
+    return Extracted(directory / "skeleton.xml", {token: directory / name for token, name in payloads.items()})
+
+
+def _sender(variables: Variables) -> str:
+    sender = tasks.requester_identifier(variables.start_task)
+    if not sender:
+        raise ValueError("the Task names no requester")
+    return sender
+
+
+class DownloadData(ServiceTask):
+    """The encrypted data set from the DIC's mailbox (the Task's ``data-set-reference``) into the work directory."""
+
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        start = variables.start_task
+        try:
+            variables.set("projectIdentifier", project_identifier(start))
+            references = [p["valueReference"]["reference"] for p in tasks.input_parameters(start, DATA_TRANSFER, "data-set-reference")
+                          if (p.get("valueReference") or {}).get("reference")]
+            if not references:
+                raise ValueError(f"no data-set-reference in Task/{start.get('id')}")
+            if len(references) > 1:
+                log.warning("%d data-set references in Task/%s, using the first", len(references), start.get("id"))
+            reference = str(references[0])
+            variables.set("dataSetReference", reference)
+            match = REFERENCE.match(reference)
+            if match is None or not match["base"] or match["type"] != "Binary":
+                raise ValueError(f"{reference} is no absolute reference to a Binary")
+            sender = _sender(variables)
+            endpoint = await api.endpoints.of_organization(sender)
+            if endpoint is None or str(endpoint.get("address", "")).rstrip("/") != match["base"].rstrip("/"):
+                # The DMS downloads with its own client certificate: only from the sender's own server.
+                raise ValueError(f"{reference} is not on the endpoint of the requesting organization {sender}")
+            size = await download(api.fhir.by_url(match["base"]), reference, _directory(api, variables) / ENCRYPTED)
+            log.info("downloaded data set %s from %s (%d bytes)", reference, sender, size)
+        except BpmnError:
+            raise
+        except Exception as exc:
+            await receive_failed(variables, "Download data-set failed", exc)
+
+
+class DecryptData(ServiceTask):
+    """Decrypt with the DMS private key (AAD: requester|this organisation) into private files; tag checked before use."""
+
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        directory = _directory(api, variables)
+        try:
+            key = load_private_key(api.config)
+            if key is None:
+                raise ValueError("no DMS private key configured")
+            extracted = await asyncio.to_thread(
+                decrypt_data_set, directory / ENCRYPTED, directory / DATA_SET, key, _sender(variables), api.organization_identifier)
+        except Exception as exc:
+            await receive_failed(variables, "Decrypt data-set failed", exc)
+        (directory / ENCRYPTED).unlink(missing_ok=True)
+        variables.set("dataSetFiles", {token: path.name for token, path in extracted.payloads.items()})
+
+
+def _entries(bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The DocumentReference entry, the other entry and that one's index (after validation)."""
+    entries = bundle.get("entry") or []
+    index = next(i for i, e in enumerate(entries) if e["resource"]["resourceType"] != "DocumentReference")
+    return entries[1 - index], entries[index], index
+
+
+def validate(bundle: dict[str, Any], sender: str, project: str) -> None:
+    """The checks of the Java ``ValidateDataDms``, plus: the project is the Task's."""
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+        raise ValueError(f"Bundle is not of type transaction ({bundle.get('type')})")
+    entries = bundle.get("entry") or []
+    if len(entries) != 2:
+        raise ValueError(f"Bundle contains {len(entries)} entries (expected 2)")
+    resources = [e.get("resource") or {} for e in entries]
+    documents = [r for r in resources if r.get("resourceType") == "DocumentReference"]
+    if len(documents) != 1:
+        raise ValueError(f"Bundle contains {len(documents)} DocumentReferences (expected 1)")
+    authors = [a["identifier"]["value"] for a in documents[0].get("author", [])
+               if (a.get("identifier") or {}).get("value")]
+    author = authors[0] if authors else "no-author"
+    if author != sender:
+        raise ValueError(f"Requester in Task does not match author in DocumentReference ({sender} != {author})")
+    master = documents[0].get("masterIdentifier") or {}
+    if master.get("system") != PROJECT_IDENTIFIER or not master.get("value"):
+        raise ValueError("DocumentReference contains 0 project-identifiers (expected 1)")
+    if master["value"] != project:
+        raise ValueError(f"the DocumentReference's project-identifier {master['value']} is not the Task's {project}")
+    if not all(e.get("request", {}).get("method") == "POST" for e in entries):
+        raise ValueError("Bundle entries must be POSTs")
+
+
+class ValidateData(ServiceTask):
+    """The decrypted Bundle as the DMS accepts it, and its data against the declared MIME type."""
+
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        try:
+            bundle, streamed = read_skeleton(_extracted(api, variables))
+            validate(bundle, _sender(variables), str(variables.get("projectIdentifier")))
+            _, other, index = _entries(bundle)
+            resource = other["resource"]
+            if resource["resourceType"] == "Binary":
+                head = b""
+                if path := streamed.get(index):
+                    with path.open("rb") as data:
+                        head = data.read(mime.HEAD_SIZE)
+                mime.check(head, resource.get("contentType"))
+            else:
+                mime.check(to_xml(resource)[:mime.HEAD_SIZE], FHIR_XML)
+        except Exception as exc:
+            await receive_failed(variables, "Validate data-set failed", exc)
+
+
+async def _existing_document(store: FhirClient, project: str, sender: str) -> str | None:
+    """The id of the DocumentReference of this project authored by the sender (filtered after the search, as Java)."""
+    found: list[str] = []
+    async for document in store.search_all("DocumentReference", {"identifier": f"{PROJECT_IDENTIFIER}|{project}"}):
+        if any((a.get("identifier") or {}).get("system") == _ORGANIZATION_IDENTIFIER
+               and a["identifier"].get("value") == sender for a in document.get("author", [])):
+            found.append(str(document["id"]))
+    if len(found) > 1:
+        log.warning("%d DocumentReferences of project %s authored by %s, updating the first", len(found), project, sender)
+    return found[0] if found else None
+
+
+class InsertData(ServiceTask):
+    """Into the DMS data store: the Binary streamed, then the DocumentReference (new, or the project's existing one)."""
+
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        store = api.fhir.data_store(config(api, DMS_STORE) or "default")
+        start = variables.start_task
+        created_binary: str | None = None
+        try:
+            bundle, streamed = read_skeleton(_extracted(api, variables))
+            document_entry, other, index = _entries(bundle)
+            document = document_entry["resource"]
+            entries = [document_entry]
+            if other["resource"]["resourceType"] == "Binary":
+                path = streamed.get(index)
+                content_type = other["resource"].get("contentType") or OCTET_STREAM
+                created = await store.create_binary(file_chunks(path) if path else b"", content_type=content_type)
+                created_binary = created.id
+                for content in document.get("content", []):
+                    if (content.get("attachment") or {}).get("url") == other.get("fullUrl"):
+                        content["attachment"]["url"] = f"Binary/{created.id}"
+            else:
+                entries.append(other)
+            existing = await _existing_document(store, str(variables.get("projectIdentifier")), _sender(variables))
+            if existing:
+                document["id"] = existing
+                document_entry["request"] = {"method": "PUT", "url": f"DocumentReference/{existing}"}
+            else:
+                document.pop("id", None)
+            response = await store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            locations = [str(e.get("response", {}).get("location", "")) for e in response.get("entry", [])]
+        except Exception as exc:
+            if created_binary is not None:
+                await _forget(store, created_binary)
+            await receive_failed(variables, "Insert data-set failed", exc)
+        for location in locations:
+            match = REFERENCE.match(location)
+            if match and match["type"] == "DocumentReference":
+                absolute = location if match["base"] else store.url(location)
+                tasks.add_output(start, DATA_TRANSFER, "document-reference-location", "Reference",
+                                 {"type": "DocumentReference", "reference": absolute})
+        add_status_output(start, "receive-ok")
+        await variables.update_task(start)
+        log.info("data set of project %s from %s stored: %s", variables.get("projectIdentifier"), _sender(variables),
+                 ", ".join(locations + ([f"Binary/{created_binary}"] if created_binary else [])))
+
+
+async def _forget(store: FhirClient, binary_id: str) -> None:
+    try:
+        await store.delete("Binary", binary_id)
+    except FhirClientError as exc:
+        log.warning("could not remove Binary/%s from the data store after a failed insert: %s", binary_id, exc)
+
+
+class HandleErrorReceive(ServiceTask):
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        start = variables.start_task
+        if start.get("status") != "failed":
+            start["status"] = "failed"
+            await variables.update_task(start)
+        log.warning("could not receive data set of project %s from %s: %s", variables.get("projectIdentifier"),
+                    tasks.requester_identifier(start), variables.get("dataReceiveErrorMessage"))
+
+
+class DeleteTemporaryData(ServiceTask):
+    """Removes this instance's work directory (what was downloaded and decrypted), whatever happened."""
+
+    def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        remove_work_directory(config(api, WORK_DIRECTORY), variables.business_key)
+
+
+class SelectTargetDic(ServiceTask):
+    async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+        sender = _sender(variables)
+        target = await api.targets.of_organization(sender)
+        if target is None:
+            raise LookupError(f"no active endpoint of the DIC {sender}")
+        variables.set_target(target)
+
+
+class SendReceipt(MessageSend):
+    """``dataStatus``: ``receipt-ok``, or this Task's ``receive-error`` as ``receipt-error`` with its error text."""
+
+    def additional_inputs(self, api: ProcessPluginApi, variables: Variables, target: Target) -> list[dict[str, Any]]:
+        if variables.has(RECEIVE_ERROR):
+            return status_inputs_from_outputs(variables.start_task)
+        return [status_parameter("receipt-ok")]

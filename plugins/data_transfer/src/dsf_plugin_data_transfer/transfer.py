@@ -1,0 +1,161 @@
+"""Moving a data set with bounded memory: read, encrypt and upload in one stream at the DIC;
+download (resuming with ``Range``), then decrypt into private files at the DMS.
+
+Nothing here holds a data set whole: pieces are at most :data:`~dsf_plugin_data_transfer.crypto.CHUNK_SIZE`
+(plus base64's third). The DMS's files live in a per-instance directory only its owner may read
+(:func:`work_directory`); the DIC needs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from dsf_core.api import FhirClient, FhirClientError
+from dsf_plugin_data_transfer.crypto import CHUNK_SIZE, Encryptor, decrypt
+from dsf_plugin_data_transfer.data_set import Extracted, Extractor, bundle_xml
+
+__all__ = [
+    "OCTET_STREAM",
+    "REFERENCE",
+    "download",
+    "encrypted_data_set",
+    "file_chunks",
+    "read_head",
+    "rechunk",
+    "remove_work_directory",
+    "decrypt_data_set",
+    "work_directory",
+]
+
+log = logging.getLogger("dsf.plugin.data_transfer")
+
+OCTET_STREAM = "application/octet-stream"
+Sleep = Callable[[float], Awaitable[object]]
+
+#: ``[<base>/]<Type>/<id>[/_history/<version>]``
+REFERENCE = re.compile(
+    r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/(?P<vid>[A-Za-z0-9\-.]{1,64}))?$"
+)
+
+
+async def rechunk(pieces: AsyncIterable[bytes], size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    """The same bytes in pieces of ``size`` (the last may be shorter): fewer, larger writes downstream."""
+    buffer = bytearray()
+    async for piece in pieces:
+        buffer += piece
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
+async def binary_content(client: FhirClient, ref: str) -> AsyncIterator[bytes]:
+    """A Binary's raw content as a stream."""
+    async with client.open_binary(ref, accept=OCTET_STREAM) as response:
+        async for piece in rechunk(response.content.iter_chunked(CHUNK_SIZE)):
+            yield piece
+
+
+async def read_head(client: FhirClient, ref: str, size: int) -> tuple[bytes, str]:
+    """The first ``size`` bytes of a Binary and its content type (what the MIME check needs)."""
+    head = bytearray()
+    async with client.open_binary(ref, accept=OCTET_STREAM) as response:
+        content_type = response.headers.get("Content-Type", OCTET_STREAM).split(";", 1)[0].strip()
+        async for piece in response.content.iter_chunked(size):
+            head += piece
+            if len(head) >= size:
+                break
+    return bytes(head[:size]), content_type
+
+
+async def encrypted_data_set(
+    encryptor: Encryptor, head: bytes, payload: AsyncIterable[bytes], tail: bytes
+) -> AsyncIterator[bytes]:
+    """Wrapped key ‖ IV ‖ AES-GCM(Bundle XML with ``payload`` as its Binary's data) ‖ tag."""
+    yield encryptor.header()
+    async for piece in bundle_xml(head, payload, tail):
+        yield encryptor.update(piece)
+    yield encryptor.finalize()
+
+
+async def file_chunks(path: Path, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while piece := source.read(size):
+            yield piece
+
+
+async def download(
+    client: FhirClient, ref: str, target: Path, *, attempts: int = 5, pause: float = 2.0, sleep: Sleep = asyncio.sleep
+) -> int:
+    """Download a Binary to ``target``; a broken connection resumes from the bytes already there.
+
+    Returns the size. A server that ignores ``Range`` (200 instead of 206) makes it start over.
+    """
+    target.touch(mode=0o600)
+    for attempt in range(1, attempts + 1):
+        offset = target.stat().st_size
+        try:
+            async with client.open_binary(ref, accept=OCTET_STREAM, offset=offset) as response:
+                resumed = offset > 0 and response.status == 206
+                with target.open("ab" if resumed else "wb") as out:
+                    async for piece in response.content.iter_chunked(CHUNK_SIZE):
+                        out.write(piece)
+            return target.stat().st_size
+        except FhirClientError as error:
+            if error.status == 416 and offset > 0:  # the previous attempt had everything but the goodbye
+                return offset
+            if error.status != 0 or attempt == attempts:
+                raise
+            reason: object = error
+        except (aiohttp.ClientError, TimeoutError) as error:
+            if attempt == attempts:
+                raise
+            reason = error
+        log.warning("download of %s broke off after %d bytes (%s); resuming, attempt %d of %d",
+                    ref, target.stat().st_size, str(reason) or type(reason).__name__, attempt + 1, attempts)
+        await sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def decrypt_data_set(
+    encrypted: Path, directory: Path, private_key: RSAPrivateKey, sender: str, receiver: str
+) -> Extracted:
+    """Decrypt into ``directory`` (skeleton XML + one file per Binary data); blocking, run it in a thread.
+
+    On any failure the directory is removed before the error propagates: no plaintext of a data
+    set whose tag did not verify stays behind.
+    """
+    directory.mkdir(mode=0o700)
+    extractor = Extractor(directory)
+    try:
+        with encrypted.open("rb") as source:
+            decrypt(source, extractor, private_key, sender, receiver)
+        return extractor.close()
+    except BaseException:
+        extractor.discard()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def work_directory(base: str | None, business_key: str) -> Path:
+    """The instance's private directory (created 0700) under ``base`` (default: the system's temp directory)."""
+    root = Path(base) if base else Path(tempfile.gettempdir())
+    path = root / f"dsf-data-transfer-{business_key}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def remove_work_directory(base: str | None, business_key: str) -> None:
+    root = Path(base) if base else Path(tempfile.gettempdir())
+    shutil.rmtree(root / f"dsf-data-transfer-{business_key}", ignore_errors=True)
