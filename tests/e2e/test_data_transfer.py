@@ -165,16 +165,18 @@ async def stores(tmp_path: Path) -> AsyncIterator[tuple[DataStoreServer, DataSto
 
 
 def network(tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], key_path: Path, timeout: str,
-            organizations: list[OrgSpec] | None = None, **kwargs: Any) -> Network:
+            organizations: list[OrgSpec] | None = None, environ_extra: dict[str, str] | None = None,
+            node_settings_extra: dict[str, dict[str, str]] | None = None) -> Network:
+    """A DIC and a DMS (each running only its process), each with its data store; the DMS key in the environment."""
     dic_store, dms_store = stores
     return Network(
         tmp_path / "net", parent=MII, plugins=[PLUGIN],
         organizations=organizations or [OrgSpec(DIC, ("DIC",)), OrgSpec(DMS, ("DMS",))],
         data_stores={DIC: {"default": dic_store}, DMS: {"default": dms_store}},
-        environ={f"{PRIVATE_KEY}_FILE": str(key_path), TIMEOUT: timeout},
+        environ={f"{PRIVATE_KEY}_FILE": str(key_path), TIMEOUT: timeout, **(environ_extra or {})},
         node_settings={DIC: {"DSF_ENGINE_EXCLUDED_PROCESSES": "medizininformatik-initiativede_dataReceive"},
-                       DMS: {"DSF_ENGINE_EXCLUDED_PROCESSES": "medizininformatik-initiativede_dataSend"}},
-        **kwargs,
+                       DMS: {"DSF_ENGINE_EXCLUDED_PROCESSES": "medizininformatik-initiativede_dataSend"},
+                       **(node_settings_extra or {})},
     )
 
 
@@ -220,3 +222,128 @@ async def test_csv_zip_and_fhir_bundle_arrive_byte_identical(
 def first_output(task: dict[str, Any], code: str) -> Any:
     return next(v for p in task.get("output", []) if p["type"]["coding"][0]["code"] == code
                 for k, v in p.items() if k.startswith("value"))
+
+
+def data_send_task(original: dict[str, Any], reference: str) -> dict[str, Any]:
+    """A dataSend Task as the DIC sends it, pointing at another Binary (same business key)."""
+    inputs = [p for p in original["input"] if p["type"]["coding"][0]["code"] != "data-set-reference"]
+    inputs.append({"type": {"coding": [{"system": DATA_TRANSFER, "code": "data-set-reference"}]},
+                   "valueReference": {"type": "Binary", "reference": reference}})
+    return {key: original[key] for key in ("meta", "instantiatesCanonical", "intent", "authoredOn", "requester", "restriction")} | {
+        "resourceType": "Task", "status": "requested", "meta": {"profile": original["meta"]["profile"]}, "input": inputs}
+
+
+async def test_tampered_wrong_aad_and_foreign_ciphertexts_reach_the_dms(
+    tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], dms_key: tuple[rsa.RSAPrivateKey, Path]
+) -> None:
+    """The DMS's engine is held back while the DIC's dataSend Tasks wait in its mailbox; each is swapped
+    for one pointing at a ciphertext made here: tampered, for another sender (AAD), and one written with
+    the scheme's own few lines (which must work). The DIC's own ciphertext is read with those lines too."""
+    key, key_path = dms_key
+    dic_store, dms_store = stores
+    for project in ("P-TAMPERED", "P-AAD", "P-FOREIGN", "P-WRONG-KEY"):
+        await offer(dic_store, project, "text/csv", CSV)
+    work = tmp_path / "work"
+    async with network(tmp_path, stores, key_path, "PT60S",
+                       environ_extra={"DE_MEDIZININFORMATIK_INITIATIVE_DATA_TRANSFER_WORK_DIRECTORY": str(work)}) as net:
+        await net.node(DMS).stop_engine()
+        started = {p: await start(net, p) for p in ("P-TAMPERED", "P-AAD", "P-FOREIGN")}
+
+        async def three_waiting() -> bool:
+            return len(await net.search(DMS, "Task", {"status": "requested"})) == 3
+
+        await until(three_waiting)
+        [dms_org] = await net.search(DIC, "Organization", {"identifier": f"{ORGANIZATION}|{DMS}"})
+        dic_client = net.client(DIC)
+        originals = []
+        for task in await net.search(DMS, "Task", {"status": "requested"}):
+            project = first_input(task, "project-identifier")["value"]
+            reference = first_input(task, "data-set-reference")["reference"]
+            originals.append(reference)
+            ours, _ = await raw(dic_client, reference)
+            plaintext = reference_decrypt(key, ours, f"{DIC}|{DMS}")  # the DIC's ciphertext, read with the scheme's lines
+            bundle = parse_xml(plaintext)
+            assert bundle["entry"][0]["resource"]["masterIdentifier"]["value"] == project
+            assert base64.b64decode(bundle["entry"][1]["resource"]["data"]) == CSV
+            replacement = {
+                "P-TAMPERED": ours[:len(ours) // 2] + bytes([ours[len(ours) // 2] ^ 1]) + ours[len(ours) // 2 + 1:],
+                "P-AAD": reference_encrypt(key.public_key(), plaintext, f"other.test|{DMS}"),
+                "P-FOREIGN": reference_encrypt(key.public_key(), to_xml(bundle), f"{DIC}|{DMS}"),
+            }[project]
+            created = await dic_client.create_binary(replacement, content_type="application/octet-stream",
+                                                     security_context=f"Organization/{dms_org['id']}")
+            await net.client(DIC, on=DMS).create(data_send_task(task, f"{dic_client.base_url}/Binary/{created.id}"))
+            await net.client(DMS).update({**task, "status": "failed"})
+        await net.node(DMS).start_engine()
+
+        done = {p: await net.wait_for_task(DIC, t["id"], timeout=60) for p, t in started.items()}
+        assert (done["P-FOREIGN"]["status"], statuses(done["P-FOREIGN"])) == ("completed", [("receipt-ok", None)])
+        for project in ("P-TAMPERED", "P-AAD"):
+            assert (done[project]["status"], statuses(done[project])) == ("failed", [("receipt-error", "Decrypt data-set failed")])
+        at_dms = {first_input(t, "project-identifier")["value"]: t
+                  for t in await net.search(DMS, "Task", {}) if first_input(t, "data-set-reference")["reference"] not in originals}
+        assert statuses(at_dms["P-FOREIGN"]) == [("receive-ok", None)]
+        for project in ("P-TAMPERED", "P-AAD"):
+            assert (at_dms[project]["status"], statuses(at_dms[project])) == ("failed", [("receive-error", "Decrypt data-set failed")])
+        _, arrived, _ = await stored_data_set(dms_store, "P-FOREIGN")
+        assert arrived == CSV
+        for reference in originals:
+            await assert_gone(net, reference)
+        assert list(work.iterdir()) == []  # nothing downloaded or decrypted stays behind
+
+        # a DMS key bundle naming another key than the DMS decrypts with
+        other = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        [published] = await net.search(DMS, "Bundle", {"identifier": CRYPTOGRAPHY_KEY})
+        await net.client(DMS).update({**public_key_bundle(other.public_key(), DMS, published_at()), "id": published["id"]})
+        wrong = await net.wait_for_task(DIC, (await start(net, "P-WRONG-KEY"))["id"], timeout=60)
+        assert (wrong["status"], statuses(wrong)) == ("failed", [("receipt-error", "Decrypt data-set failed")])
+
+
+def published_at() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def test_refused_unreachable_and_silent_dms(
+    tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], dms_key: tuple[rsa.RSAPrivateKey, Path]
+) -> None:
+    key, key_path = dms_key
+    dic_store, _ = stores
+    for project in ("P-REFUSED", "P-SILENT", "P-DOWN"):
+        await offer(dic_store, project, "text/csv", CSV)
+    refusing = "refusing.test"
+    async with network(tmp_path, stores, key_path, "PT2S",
+                       organizations=[OrgSpec(DIC, ("DIC",)), OrgSpec(DMS, ("DMS",)), OrgSpec(refusing, ("DMS",))],
+                       node_settings_extra={refusing: {"DSF_ENGINE_EXCLUDED_PROCESSES": "medizininformatik-initiativede_dataReceive,"
+                                                                                         "medizininformatik-initiativede_dataSend"}}) as net:
+        # a DMS that published its key but whose ActivityDefinition does not take dataSend (it runs no dataReceive)
+        await net.client(refusing).create(public_key_bundle(key.public_key(), refusing, published_at()))
+        refused = await net.wait_for_task(DIC, (await start(net, "P-REFUSED", dms=refusing))["id"])
+        assert (refused["status"], statuses(refused)) == ("failed", [("not-allowed", "Send data-set failed")])
+
+        await net.node(DMS).stop_engine()  # the DMS's mailbox takes the Task, nobody answers
+        silent = await net.wait_for_task(DIC, (await start(net, "P-SILENT"))["id"])
+        assert (silent["status"], statuses(silent)) == ("failed", [("receipt-missing", None)])
+        [waiting] = await net.search(DMS, "Task", {"status": "requested"})
+        await assert_gone(net, first_input(waiting, "data-set-reference")["reference"])
+
+        await net.stop_node(DMS)
+        down = await net.wait_for_task(DIC, (await start(net, "P-DOWN"))["id"])
+        assert (down["status"], statuses(down)) == ("failed", [("not-reachable", "Send data-set failed")])
+        assert await net.search(DIC, "Binary", {}) == []  # every encrypted data set deleted
+
+
+async def test_one_organisation_as_dic_and_dms(
+    tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], dms_key: tuple[rsa.RSAPrivateKey, Path]
+) -> None:
+    both = "both.test"
+    dic_store, _ = stores
+    await offer(dic_store, "P-SELF", "application/zip", ATTACHMENTS["P-ZIP"][1])
+    async with Network(tmp_path / "net", parent=MII, plugins=[PLUGIN], organizations=[OrgSpec(both, ("DIC", "DMS"))],
+                       data_stores={both: {"default": dic_store}},
+                       environ={f"{PRIVATE_KEY}_FILE": str(dms_key[1]), TIMEOUT: "PT60S"}) as net:
+        done = await net.wait_for_task(both, (await start(net, "P-SELF", dic=both, dms=both))["id"], timeout=60)
+        assert (done["status"], statuses(done)) == ("completed", [("receipt-ok", None)])
+        _, arrived, _ = await stored_data_set(dic_store, "P-SELF", author=both)
+        assert arrived == ATTACHMENTS["P-ZIP"][1]

@@ -263,12 +263,14 @@ class StoreReceipt(ServiceTask):
 
     async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
         start, latest = variables.start_task, variables.latest_task
+        if start.get("status") == "failed":  # written when the send failed; a failed Task stays as it is
+            return
         if latest.get("id") != start.get("id"):
             outputs = status_outputs_from_inputs(latest)
             start.setdefault("output", []).extend(outputs)
             if any(has_error(o) for o in outputs):
                 start["status"] = "failed"
-        elif start.get("status") == "in-progress":
+        else:
             start["status"] = "failed"
             add_status_output(start, "receipt-missing")
         for output in start.get("output", []):
