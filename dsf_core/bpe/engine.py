@@ -70,7 +70,7 @@ from dsf_core.bpe.scripting import DsfScriptEngine
 from dsf_core.bpe.serializer import InstanceSerializer
 from dsf_core.bpe.specs import DsfUserTask, UnhandledBpmnError, throw_bpmn_error
 from dsf_core.bpe.store import EngineStore, InstanceRow, SpecRow
-from dsf_core.bpe.timers import TimerError, parse_cycle
+from dsf_core.bpe.timers import TimerError, parse_retry_cycle
 from dsf_core.bpe.user_tasks import (
     BUSINESS_KEY,
     RESPONSE_KEY,
@@ -697,13 +697,9 @@ def _retry_delays(task: Any) -> list[float]:
         binding = getattr(current.task_spec, "binding", None)
         if binding is not None and binding.retry_cycle:
             try:
-                cycle = parse_cycle(binding.retry_cycle)
+                return parse_retry_cycle(binding.retry_cycle)
             except TimerError:
                 return []
-            count = cycle.repetitions if cycle.repetitions is not None else 1
-            seconds = (cycle.interval.after(datetime(2000, 1, 1, tzinfo=timezone.utc))
-                       - datetime(2000, 1, 1, tzinfo=timezone.utc)).total_seconds()
-            return [seconds] * max(0, count)
         parent = current.parent
         if parent is None and current.workflow is not current.workflow.top_workflow:
             parent = current.workflow.top_workflow.get_task_from_id(current.workflow.parent_task_id)

@@ -33,7 +33,7 @@ from typing import Any, Final, NoReturn
 from dsf_core.bpe.expressions import ExpressionError, compile_expression, is_expression
 from dsf_core.bpe.extensions import BPMN_NS, CAMUNDA_NS, bpmn, camunda
 from dsf_core.bpe.model import ModelError
-from dsf_core.bpe.timers import TimerDefinition, TimerError, TimerKind, parse_cycle
+from dsf_core.bpe.timers import TimerDefinition, TimerError, TimerKind, parse_retry_cycle
 
 __all__ = ["PROCESS_ID_PATTERN", "check_subset"]
 
@@ -527,7 +527,7 @@ class _Checker:
         if not text or is_expression(text):
             return
         try:
-            parse_cycle(text)
+            parse_retry_cycle(text)
         except TimerError as exc:
             self.fail(item, f"camunda:failedJobRetryTimeCycle: {exc}")
 

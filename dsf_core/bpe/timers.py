@@ -25,7 +25,7 @@ import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
 from typing import Any, Final
 
@@ -185,6 +185,23 @@ def parse_cycle(text: str, *, local_tz: tzinfo | None = None) -> CycleTimer:
         raise TimerError("a cycle ending at a date (R/<duration>/<end>) is not supported; use R<n>/<start>/<duration>", text)
     start = parse_datetime(parts[1], local_tz=local_tz)
     return CycleTimer(repetitions, _positive(parse_duration(parts[2]), text), start)
+
+
+def parse_retry_cycle(text: str) -> list[float]:
+    """``camunda:failedJobRetryTimeCycle`` → the pauses before each retry, in seconds.
+
+    ``R3/PT5S`` → three retries 5 s apart; ``R0/PT5S`` (as the Java MII models draw it) → no
+    retry at all, where a timer ``R0`` would be an error because it never fires.
+    """
+    value = text.strip()
+    head, sep, rest = value.partition("/")
+    if sep and head.upper() == "R0":
+        parse_cycle(f"R1/{rest}")  # the rest must still be a valid interval
+        return []
+    cycle = parse_cycle(value)
+    count = cycle.repetitions if cycle.repetitions is not None else 1
+    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    return [(cycle.interval.after(epoch) - epoch).total_seconds()] * count
 
 
 def _positive(interval: Duration, text: str) -> Duration:

@@ -156,3 +156,12 @@ def test_definition_checks_literals() -> None:
     TimerDefinition(TimerKind.CYCLE, "R3/PT5S").check()
     with pytest.raises(TimerError, match="cron"):
         TimerDefinition(TimerKind.CYCLE, "0 0/5 * * * ?").check()
+
+
+def test_retry_cycles_allow_r0_as_no_retry() -> None:
+    from dsf_core.bpe.timers import parse_retry_cycle
+
+    assert parse_retry_cycle("R3/PT5S") == [5.0, 5.0, 5.0]
+    assert parse_retry_cycle("R0/PT5S") == []  # as the Java MII models draw "no retry"
+    with pytest.raises(TimerError):
+        parse_retry_cycle("R0/soon")
