@@ -92,3 +92,15 @@ async def test_concurrent_updates_of_one_resource_keep_a_linear_history(tmp_path
             history = await (await http.get(mb.url(f"Patient/{pid}/_history?_count=100"), headers=JSON)).json()
         versions = sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"])
         assert versions == list(range(1, 22))
+
+
+async def test_measure_and_library_need_no_url_version_and_are_not_unique(tmp_path: Path) -> None:
+    # As the Java DSF: Library, Measure and Questionnaire have no unique criteria (the FDPG posts
+    # feasibility Measures and Libraries without version, the Library url a urn:uuid).
+    async with MailboxHarness(tmp_path) as mb:
+        library = {"resourceType": "Library", "meta": {"tag": ALL}, "url": "urn:uuid:9b6e5b4a-0b4c-4c36-9c0a-3c1c1d0e5f11",
+                   "status": "active", "type": {"coding": [{"code": "logic-library"}]}}
+        measure = {"resourceType": "Measure", "meta": {"tag": ALL}, "status": "active"}
+        statuses = await _race(mb, [("POST", "Library", library, {}), ("POST", "Library", library, {}),
+                                    ("POST", "Measure", measure, {})])
+        assert statuses == [201, 201, 201]

@@ -82,6 +82,11 @@ async def _check_read_access(tx: WriteTx, resource: dict[str, Any]) -> None:
                 raise NotValid(f"read-access tag names unknown parent organization {entry.parent}")
 
 
+#: Metadata types the Java DSF stores without url/version and without uniqueness (e.g. the
+#: FDPG's feasibility Measure and Library, whose Library url is a urn:uuid and neither has a version).
+_NO_UNIQUE_CRITERIA = frozenset({"Library", "Measure", "Questionnaire"})
+
+
 async def check_integrity(tx: WriteTx, resource: dict[str, Any], own_id: str | None) -> None:
     """Type rules that hold for every writer: valid tags, required keys, uniqueness."""
     type_ = resource["resourceType"]
@@ -94,7 +99,7 @@ async def check_integrity(tx: WriteTx, resource: dict[str, Any], own_id: str | N
             raise NotValid("Binary.securityContext with a literal reference is required", expression=["Binary.securityContext"])
     elif type_ == "NamingSystem":
         await _check_naming_system(tx, resource, own_id)
-    elif type_ in METADATA_TYPES:
+    elif type_ in METADATA_TYPES and type_ not in _NO_UNIQUE_CRITERIA:
         url, version = resource.get("url"), resource.get("version")
         if not url or not version:
             raise NotValid(f"{type_}.url and {type_}.version are required")
