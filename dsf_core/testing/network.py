@@ -189,7 +189,8 @@ class Network:
     async def wait_for_task(
         self, identifier: str, task_id: str, status: str | Sequence[str] = ("completed", "failed"), *, timeout: float = 30.0
     ) -> dict[str, Any]:
-        """Poll ``Task/<id>`` on ``identifier``'s mailbox until its status is one of ``status``."""
+        """Poll ``Task/<id>`` on ``identifier``'s mailbox until its status is one of ``status``; a final
+        status not wanted (e.g. ``failed`` when waiting for ``completed``) raises at once."""
         wanted = {status} if isinstance(status, str) else set(status)
         client = self.client(identifier)
         deadline = time.monotonic() + timeout
@@ -198,8 +199,10 @@ class Network:
             task = await client.read("Task", task_id)
             if task.get("status") in wanted:
                 return task
-            if time.monotonic() > deadline:
-                raise TaskTimeout(f"Task/{task_id} on {identifier} is {task.get('status')!r} after {timeout}s, "
+            final = task.get("status") in ("completed", "failed", "cancelled", "rejected", "entered-in-error")
+            if final or time.monotonic() > deadline:
+                waited = "" if final else f" after {timeout}s"
+                raise TaskTimeout(f"Task/{task_id} on {identifier} is {task.get('status')!r}{waited}, "
                                   f"expected {sorted(wanted)}: outputs {task.get('output')}")
             await asyncio.sleep(0.05)
 
