@@ -11,7 +11,7 @@
 """
 
 from dsf_core.api import tasks
-from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask, UserTaskListener
+from dsf_core.api.activities import ExecutionListener, MessageSend, ServiceTask, SetCorrelationKey, UserTaskListener
 from dsf_core.api.errors import BpmnError
 from dsf_core.api.plugin import PluginDefinitionError, ProcessPlugin
 from dsf_core.api.services import EndpointProvider, FhirClients, OrganizationProvider, ProcessPluginApi, TargetProvider
@@ -34,6 +34,7 @@ __all__ = [
     "ProcessPlugin",
     "ProcessPluginApi",
     "ServiceTask",
+    "SetCorrelationKey",
     "SettingsError",
     "Target",
     "TargetProvider",

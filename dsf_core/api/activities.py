@@ -60,6 +60,18 @@ class ExecutionListener(_Activity):
         raise NotImplementedError(f"{type(self).__name__}.notify")
 
 
+class SetCorrelationKey(ExecutionListener):
+    """The framework listener of a fan-out branch (Java ``SetCorrelationKeyListener``): put it on the
+    event-based gateway that awaits the reply, so the reply is matched by the branch's target's
+    correlation key (variable ``correlationKey``)."""
+
+    def notify(self, api: ProcessPluginApi, variables: Variables) -> None:
+        target = variables.target
+        if target is None or not target.correlation_key:
+            raise LookupError("SetCorrelationKey needs the element variable 'target' with a correlation key")
+        variables.set("correlationKey", target.correlation_key)
+
+
 class UserTaskListener(_Activity):
     """A ``camunda:taskListener`` of a user task.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from dsf_core.api import ProcessPlugin
+from dsf_core.api import ProcessPlugin, SetCorrelationKey
 
 from dsf_plugin_ping_pong import activities
 
@@ -20,7 +20,7 @@ __all__ = ["JAVA_CLASS_MAP", "PLUGIN"]
 JAVA_CLASS_MAP: dict[str, type] = {
     "dev.dsf.bpe.service.SelectPingTargets": activities.SelectPingTargets,
     "dev.dsf.bpe.message.SendPing": activities.SendPing,
-    "dev.dsf.bpe.listener.SetCorrelationKeyListener": activities.SetCorrelationKey,
+    "dev.dsf.bpe.listener.SetCorrelationKeyListener": SetCorrelationKey,
     "dev.dsf.bpe.service.LogPong": activities.LogPong,
     "dev.dsf.bpe.service.LogNoResponse": activities.LogNoResponse,
     "dev.dsf.bpe.service.LogSendError": activities.LogSendError,

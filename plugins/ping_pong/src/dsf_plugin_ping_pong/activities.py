@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl
 
 from dsf_core.api import (
     BpmnError,
-    ExecutionListener,
     FhirClientError,
     MessageSend,
     ProcessPluginApi,
@@ -105,16 +104,6 @@ class SendPing(MessageSend):
         log.warning("ping to %s (%s): %s", target.organization_identifier, target.endpoint_url, error)
         variables.set("statusCode", code)
         variables.set("errorMessage", str(error))
-
-
-class SetCorrelationKey(ExecutionListener):
-    """Makes the branch's correlation key the one its reply is matched by."""
-
-    def notify(self, api: ProcessPluginApi, variables: Variables) -> None:
-        target = variables.target
-        if target is None or not target.correlation_key:
-            raise LookupError("SetCorrelationKey needs the element variable 'target' with a correlation key")
-        variables.set("correlationKey", target.correlation_key)
 
 
 def _record(variables: Variables, code: str, error: str | None = None) -> None:
