@@ -26,6 +26,7 @@ from dsf_plugin_data_transfer import PLUGIN
 from dsf_plugin_data_transfer.keys import PRIVATE_KEY, public_key_bundle
 
 from dsf_core.api.fhir_xml import parse_xml, to_xml
+from dsf_core.cli.main import main
 from dsf_core.client import FhirClient, FhirClientError
 from dsf_core.network import OrgSpec
 from dsf_core.testing.data_store import DataStoreServer
@@ -62,11 +63,12 @@ ATTACHMENTS = {
 
 @pytest.fixture(scope="module")
 def dms_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[rsa.RSAPrivateKey, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    path = tmp_path_factory.mktemp("dms-key") / "dms.key"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    """The DMS key pair as an operator makes it: ``dsf keys create``."""
+    directory = tmp_path_factory.mktemp("dms-key")
+    assert main(["keys", "create", str(directory)]) == 0
+    path = directory / "dms.key"
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     return key, path
 
 
@@ -184,8 +186,10 @@ def network(tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], key
 
 
 async def test_csv_zip_and_fhir_bundle_arrive_byte_identical(
-    tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], dms_key: tuple[rsa.RSAPrivateKey, Path]
+    tmp_path: Path, stores: tuple[DataStoreServer, DataStoreServer], dms_key: tuple[rsa.RSAPrivateKey, Path],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("DEBUG")
     dic_store, dms_store = stores
     for project, (content_type, content) in ATTACHMENTS.items():
         await offer(dic_store, project, content_type, content)
@@ -208,6 +212,12 @@ async def test_csv_zip_and_fhir_bundle_arrive_byte_identical(
             assert document["masterIdentifier"] == {"system": PROJECT, "value": project}
             assert document["content"][0]["attachment"]["contentType"] == content_type
             assert document["date"] == "2026-11-01T10:00:00+01:00"
+
+        # the private key is in no log line and no Task
+        secret = [line for line in dms_key[1].read_text().splitlines() if "-----" not in line]
+        tasks_text = json.dumps([await net.search(org, "Task", {}) for org in (DIC, DMS)])
+        for text in (caplog.text, tasks_text):
+            assert "PRIVATE KEY" not in text and not any(line in text for line in secret)
 
         # sending a project again updates its DocumentReference at the DMS
         before, _, _ = await stored_data_set(dms_store, "P-CSV")
