@@ -313,6 +313,12 @@ def _convert(value: Any, hint: Any, where: str, base_dir: Path | None) -> Any:
     return value
 
 
+def _relative(value: Any, base_dir: Path | None) -> str:
+    """A path written in the config file, resolved against the file's directory."""
+    path = Path(str(value)).expanduser()
+    return str(base_dir / path if base_dir is not None and not path.is_absolute() else path)
+
+
 def _read_file_value(path: str, where: str) -> str:
     try:
         return Path(path).read_text().rstrip("\n")
@@ -359,7 +365,7 @@ def load_settings(config: Path | None = None, environ: Mapping[str, str] | None 
             if f.name in section_raw:
                 value = section_raw[f.name]
             elif f.name + "_file" in section_raw:
-                value = _read_file_value(str(section_raw[f.name + "_file"]), where)
+                value = _read_file_value(_relative(section_raw[f.name + "_file"], base_dir), where)
             names = [f"DSF_{section_field.name}_{f.name}".upper()]
             names += [java for java, target in JAVA_ALIASES.items() if target == (section_field.name, f.name)]
             for name in names:
@@ -395,7 +401,7 @@ def _data_stores(raw: Any, config: Path | None, base_dir: Path | None) -> dict[s
             if key.removesuffix("_file") not in known:
                 raise SettingsError(f"{where}: unknown setting {key}")
             if key.endswith("_file") and key not in known:
-                key, value = key.removesuffix("_file"), _read_file_value(str(value), f"{where}.{key}")
+                key, value = key.removesuffix("_file"), _read_file_value(_relative(value, base_dir), f"{where}.{key}")
             values[key] = _convert(value, hints[key], f"{where}.{key}", base_dir)
         if "base_url" not in values or not str(values["base_url"]).startswith(("http://", "https://")):
             raise SettingsError(f"{where}: base_url (an http(s) URL) is required")

@@ -19,6 +19,7 @@ FORBIDDEN = {
     "api": ("dsf_core.bpe", "dsf_core.server", "dsf_core.cli", "dsf_core.testing", "dsf_core.node"),
     "bpe": ("dsf_core.server", "dsf_core.cli", "dsf_core.testing", "dsf_core.node"),
     "network": ("dsf_core.server", "dsf_core.bpe", "dsf_core.testing", "dsf_core.node"),
+    "data": ("dsf_core.server", "dsf_core.bpe", "dsf_core.network", "dsf_core.testing", "dsf_core.cli", "dsf_core.node"),
     "settings.py": ("dsf_core.fhir", "dsf_core.server", "dsf_core.bpe"),
 }
 

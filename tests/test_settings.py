@@ -118,3 +118,25 @@ def test_plugin_table_errors_name_the_source(tmp_path: Path) -> None:
         load_settings(config, environ={}).plugin("x").section("networks")
     with pytest.raises(SettingsError, match="DSF_PLUGINS_X_CONFIG: cannot read"):
         load_settings(config, environ={"DSF_PLUGINS_X_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_secret_files_named_in_the_config_are_relative_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db").write_text("pw1\n")
+    (tmp_path / "secrets" / "store").write_text("pw2\n")
+    config = write(tmp_path, """
+[organization]
+identifier = "x.test"
+[database]
+url = "postgresql://dsf@db:5432/fhir"
+password_file = "secrets/db"
+[data_stores.default]
+base_url = "https://kds.test/fhir"
+auth = "basic"
+username = "u"
+password_file = "secrets/store"
+""")
+    monkeypatch.chdir("/")
+    settings = load_settings(config, environ={})
+    assert settings.database.password == "pw1"
+    assert settings.data_stores["default"].password == "pw2"
