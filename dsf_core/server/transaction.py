@@ -201,7 +201,7 @@ async def _run_transaction(ctx: Ctx, entries: list[_Entry]) -> None:
                         )
                     else:
                         current = await tx.current(e.type, e.target_id)
-                        if current is None:
+                        if current is None and ctx.dsf_rules:  # a data store creates with the given id
                             raise NotFound(f"{e.type}/{e.target_id} not found (update as create is not supported)")
                         e.result = await write_i.update_in(
                             tx,

@@ -19,7 +19,7 @@ certificate); :meth:`DataStoreServer.client` is a FHIR client with the same cred
 :meth:`DataStoreServer.load` writes generated data (a :class:`~dsf_core.data.Dataset`, patient
 groups, or a transaction Bundle of ``PUT Type/id`` entries) one database transaction per batch,
 through the server's own create and update interactions (structural validation included) but
-in-process: the mailbox refuses update-as-create over HTTP, which ``PUT Type/id`` needs.  Existing
+in-process (no HTTP round trips, no request size limit).  Existing
 ids get a new version, so loading twice is harmless.
 """
 

@@ -80,3 +80,33 @@ async def test_request_body_limit_gives_413(tmp_path: Path) -> None:
             response = await http.post(mb.url("CodeSystem"), json=big, headers=JSON)
             assert response.status == 413
             assert (await response.json())["issue"][0]["code"] == "too-costly"
+
+
+async def test_store_mode_update_as_create_loads_generated_data(tmp_path: Path) -> None:
+    # A data store takes PUT Type/id for a new id (as Blaze and HAPI do): `dsf data generate` output loads over HTTP.
+    from dsf_core.data import DatasetSpec, generate, transaction_bundle
+
+    auth = {"store_auth": "bearer", "store_bearer_token": "tok"}
+    headers = JSON | {"Authorization": "Bearer tok"}
+    dataset = generate(DatasetSpec(patients=3, seed=5))
+    async with MailboxHarness(tmp_path / "store", mode="store", auth_overrides=auth) as mb:
+        async with mb.client(None) as http:
+            patient = {"resourceType": "Patient", "id": "p-new", "gender": "female"}
+            first = await http.put(mb.url("Patient/p-new"), json=patient, headers=headers)
+            assert first.status == 201
+            again = await http.put(mb.url("Patient/p-new"), json=patient, headers=headers)
+            assert again.status == 200 and again.headers["ETag"] == 'W/"2"'
+            missing = await http.put(mb.url("Patient/p-other"), json=patient | {"id": "p-other"},
+                                     headers=headers | {"If-Match": 'W/"1"'})
+            assert missing.status == 412
+            bundle = transaction_bundle(dataset.resources())
+            loaded = await http.post(mb.url(""), json=bundle, headers=headers)
+            assert loaded.status == 200, await loaded.text()
+            statuses = {e["response"]["status"] for e in (await loaded.json())["entry"]}
+            assert statuses == {"201 Created"}
+            total = await (await http.get(mb.url("Patient?_summary=count"), headers=headers)).json()
+            assert total["total"] == 3 + 1
+    async with MailboxHarness(tmp_path / "dsf") as mb, mb.client("local.test") as http:
+        tagged = {"resourceType": "Patient", "id": "p-new", "meta": {"tag": [{"system": codes.READ_ACCESS_TAG, "code": "ALL"}]}}
+        refused = await http.put(mb.url("Patient/p-new"), json=tagged, headers=JSON)
+        assert refused.status == 405  # the DSF mailbox keeps refusing update as create

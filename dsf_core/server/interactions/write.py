@@ -103,7 +103,13 @@ async def update_in(
     if resource.get("id") not in (None, id_):
         raise InvalidRequest(f"resource id {resource.get('id')!r} does not match the URL id {id_!r}")
     current = await tx.current(type_, id_, for_update=True)
+    if current is None and not ctx.dsf_rules and if_match is None:
+        # Data-store mode creates with the client's id, as Blaze and HAPI do (generated data is PUT Type/id).
+        await rules.authorize_create(tx, ctx.identity, resource, ctx.local_identifier)
+        return WriteResult(201, await tx.create(resource, id_=id_, blob_id=blob_id))
     if current is None:
+        if if_match is not None:
+            raise PreconditionFailed(f"{type_}/{id_} does not exist, If-Match asked for version {if_match}")
         raise MethodNotAllowed(f"{type_}/{id_} does not exist; update as create is not supported, use POST")
     if if_match is not None and current.version != if_match:
         raise PreconditionFailed(f"{type_}/{id_} is at version {current.version}, If-Match asked for {if_match}")
