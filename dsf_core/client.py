@@ -378,21 +378,22 @@ class FhirClient:
 
     @asynccontextmanager
     async def open_binary(
-        self, ref: str, *, accept: str = "*/*", offset: int = 0
+        self, ref: str, *, accept: str = "*/*", offset: int = 0, length: int | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Stream a Binary's content: ``Binary/<id>`` or an absolute URL on this server.
 
         Yields the open aiohttp response (status already checked); read it with
         ``response.content.iter_chunked(n)``.  Only establishing the download is retried;
         there is no total timeout, only one per socket read, so large files may take their time.
-        ``offset`` > 0 asks for the content from that byte on (``Range``, to resume a download):
-        the answer is 206 when the server honoured it, 200 with the whole content when it did not.
+        ``offset`` > 0 asks for the content from that byte on (``Range``, to resume a download),
+        ``length`` for at most that many bytes: the answer is 206 when the server honoured it, 200
+        with the whole content when it did not.
         """
         url = self._absolute(ref)
         timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
         headers = {**self.headers, "Accept": accept}
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
+        if offset > 0 or length is not None:
+            headers["Range"] = f"bytes={offset}-{'' if length is None else offset + length - 1}"
         attempt = 1
         while True:
             delay: float

@@ -220,6 +220,8 @@ async def test_binary_upload_streams_resumes_with_range_and_deletes_permanently(
             assert download.headers["Content-Type"].startswith("text/csv") and await download.read() == payload
         async with fhir.open_binary(f"Binary/{created.id}", offset=1000) as rest:
             assert rest.status == 206 and await rest.read() == payload[1000:]
+        async with fhir.open_binary(f"Binary/{created.id}", length=10) as head:
+            assert head.status == 206 and await head.read() == payload[:10]
         with pytest.raises(FhirClientError) as refused:
             await fhir.create_binary(b"x", content_type="text/plain")  # a mailbox needs the security context
         assert refused.value.status == 400

@@ -1,4 +1,5 @@
-"""A DMS's download of an encrypted data set resumes with Range after the connection broke.
+"""A DMS's download of an encrypted data set resumes with Range after the connection broke, and the
+decryption that runs as the bytes arrive goes on where it stopped.
 
 A real mailbox serves the Binary; between it and the client sits a TCP relay on loopback that
 cuts the first connection after part of the answer (TLS passes through it untouched), as a
@@ -13,10 +14,28 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from dsf_plugin_data_transfer.transfer import download
+from cryptography.hazmat.primitives.asymmetric import rsa
+from dsf_plugin_data_transfer.crypto import encrypt
+from dsf_plugin_data_transfer.data_set import read_skeleton
+from dsf_plugin_data_transfer.transfer import download_and_decrypt
+
+from dsf_core.api.fhir_xml import to_xml
 
 from dsf_core.client import ClientFactory
 from dsf_core.fhir import codes
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+
+
+def data_set(payload: bytes) -> bytes:
+    """An encrypted data set whose Binary holds ``payload``."""
+    import base64
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Binary", "contentType": "application/octet-stream",
+                                               "data": base64.b64encode(payload).decode()},
+         "request": {"method": "POST", "url": "Binary"}}]}
+    return encrypt(KEY.public_key(), to_xml(bundle), "dic.test", "local.test")
 from dsf_core.testing.mailbox import MailboxHarness
 
 
@@ -74,24 +93,28 @@ async def test_a_broken_download_resumes_where_it_stopped(tmp_path: Path) -> Non
     async with MailboxHarness(tmp_path / "mailbox") as mb, ClientFactory(mb.ssl_context("local.test"), attempts=1) as clients:
         local = clients.client(mb.base_url)
         [organization] = [r async for r in local.search_all("Organization", {"identifier": f"{codes.ORGANIZATION_IDENTIFIER}|local.test"})]
-        created = await local.create_binary(payload, content_type="application/octet-stream",
+        encrypted = data_set(payload)
+        created = await local.create_binary(encrypted, content_type="application/octet-stream",
                                             security_context=f"Organization/{organization['id']}")
         async with CuttingRelay(mb.port, cut=1024 * 1024) as relay:
             base = f"https://127.0.0.1:{relay.relay_port}/fhir"
-            target = tmp_path / "encrypted.bin"
-            size = await download(clients.client(base), f"{base}/Binary/{created.id}/_history/1", target, pause=0)
-        assert size == len(payload) and target.read_bytes() == payload
+            extracted = await download_and_decrypt(clients.client(base), f"{base}/Binary/{created.id}/_history/1",
+                                                   tmp_path / "data-set", KEY, "dic.test", "local.test", pause=0)
+        _, files = read_skeleton(extracted)
+        assert files[0].read_bytes() == payload
         assert len(relay.returned) == 2
-        assert relay.returned[1] < len(payload)  # the second connection carried only the rest
+        assert relay.returned[1] < len(encrypted) - 512 * 1024  # the second connection carried only the rest
 
 
-async def test_without_attempts_left_a_broken_download_fails(tmp_path: Path) -> None:
+async def test_without_attempts_left_a_broken_download_fails_and_leaves_nothing(tmp_path: Path) -> None:
     async with MailboxHarness(tmp_path / "mailbox") as mb, ClientFactory(mb.ssl_context("local.test"), attempts=1) as clients:
         local = clients.client(mb.base_url)
         [organization] = [r async for r in local.search_all("Organization", {"identifier": f"{codes.ORGANIZATION_IDENTIFIER}|local.test"})]
-        created = await local.create_binary(os.urandom(2 * 1024 * 1024), content_type="application/octet-stream",
+        created = await local.create_binary(data_set(os.urandom(2 * 1024 * 1024)), content_type="application/octet-stream",
                                             security_context=f"Organization/{organization['id']}")
         async with CuttingRelay(mb.port, cut=512 * 1024) as relay:
             base = f"https://127.0.0.1:{relay.relay_port}/fhir"
             with pytest.raises(aiohttp.ClientError):
-                await download(clients.client(base), f"{base}/Binary/{created.id}", tmp_path / "x.bin", attempts=1, pause=0)
+                await download_and_decrypt(clients.client(base), f"{base}/Binary/{created.id}", tmp_path / "data-set",
+                                           KEY, "dic.test", "local.test", attempts=1, pause=0)
+        assert not (tmp_path / "data-set").exists()  # the partial plaintext is gone

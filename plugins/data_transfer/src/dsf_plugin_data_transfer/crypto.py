@@ -8,17 +8,17 @@ Layout of an encrypted data set::
 
 The associated data is the UTF-8 of ``"<sending organisation>|<receiving organisation>"``, so a
 data set only decrypts for the pair it was made for. Both directions stream: :class:`Encryptor`
-takes the plaintext in pieces; :func:`decrypt` reads the ciphertext in pieces and hands the
-plaintext to a sink as it goes. The sink must keep what it gets unused (e.g. in a private
-temporary file) until :func:`decrypt` has returned, which it does only once the GCM tag verified:
-before that, the plaintext may be forged.
+takes the plaintext in pieces; :class:`Decryptor` takes the ciphertext in pieces (as it arrives)
+and hands the plaintext to a sink as it goes. The sink must keep what it gets unused (e.g. in a
+private temporary file) until :meth:`Decryptor.finalize` has returned, which it does only once
+the GCM tag verified: before that, the plaintext may be forged.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
@@ -35,6 +35,7 @@ __all__ = [
     "TAG_LENGTH",
     "WRAPPED_KEY_LENGTH",
     "DecryptionError",
+    "Decryptor",
     "Encryptor",
     "aad",
     "decrypt",
@@ -91,6 +92,55 @@ def encrypt(public_key: RSAPublicKey, plaintext: bytes, sender: str, receiver: s
     return encryptor.header() + encryptor.update(plaintext) + encryptor.finalize()
 
 
+class Decryptor:
+    """Decrypts one data set piece by piece into ``sink``: ``update()`` with the encrypted bytes as they
+    come, then ``finalize()``, which raises :class:`DecryptionError` unless the tag verifies."""
+
+    def __init__(self, private_key: RSAPrivateKey, sender: str, receiver: str, sink: Callable[[bytes], object]) -> None:
+        if private_key.key_size != RSA_KEY_BITS:
+            raise DecryptionError(f"the DMS key must be an RSA-{RSA_KEY_BITS} key, not RSA-{private_key.key_size}")
+        self._key, self._aad, self._sink = private_key, aad(sender, receiver), sink
+        self._header = b""
+        self._context: Any = None
+        self._held = b""  # the last TAG_LENGTH bytes seen so far: the tag once the data set ends
+        self.length = 0
+
+    def update(self, data: bytes) -> None:
+        if self._context is None:
+            self._header += data
+            if len(self._header) < WRAPPED_KEY_LENGTH + IV_LENGTH:
+                return
+            data = self._header[WRAPPED_KEY_LENGTH + IV_LENGTH:]
+            self._start(self._header[:WRAPPED_KEY_LENGTH], self._header[WRAPPED_KEY_LENGTH:WRAPPED_KEY_LENGTH + IV_LENGTH])
+        data = self._held + data
+        self._held, data = data[-TAG_LENGTH:], data[:-TAG_LENGTH]
+        if data:
+            plaintext = self._context.update(data)
+            self.length += len(plaintext)
+            self._sink(plaintext)
+
+    def _start(self, wrapped: bytes, iv: bytes) -> None:
+        try:
+            key = self._key.decrypt(wrapped, PKCS1v15())
+        except ValueError as exc:
+            raise DecryptionError("the AES key does not unwrap with this private key") from exc
+        if len(key) not in (16, 24, 32):
+            # OpenSSL's implicit rejection answers a wrong key with random bytes, not an error.
+            raise DecryptionError("the AES key does not unwrap with this private key")
+        self._context = Cipher(AES(key), GCM(iv)).decryptor()
+        self._context.authenticate_additional_data(self._aad)
+
+    def finalize(self) -> int:
+        """Verify the tag; returns the plaintext length."""
+        if self._context is None or len(self._held) != TAG_LENGTH:
+            raise DecryptionError("encrypted data set too short")
+        try:
+            self._sink(self._context.finalize_with_tag(self._held))
+        except InvalidTag as exc:
+            raise DecryptionError("the GCM tag does not verify: wrong key, wrong sender or receiver, or tampered") from exc
+        return self.length
+
+
 def decrypt(
     source: BinaryIO,
     sink: Callable[[bytes], object],
@@ -105,34 +155,7 @@ def decrypt(
     Raises :class:`DecryptionError` for anything that makes the data set unusable; what the sink
     got by then must be thrown away.
     """
-    wrapped = source.read(WRAPPED_KEY_LENGTH)
-    iv = source.read(IV_LENGTH)
-    if len(wrapped) != WRAPPED_KEY_LENGTH or len(iv) != IV_LENGTH:
-        raise DecryptionError("encrypted data set too short")
-    if private_key.key_size != RSA_KEY_BITS:
-        raise DecryptionError(f"the DMS key must be an RSA-{RSA_KEY_BITS} key, not RSA-{private_key.key_size}")
-    try:
-        key = private_key.decrypt(wrapped, PKCS1v15())
-    except ValueError as exc:
-        raise DecryptionError("the AES key does not unwrap with this private key") from exc
-    if len(key) not in (16, 24, 32):
-        # OpenSSL's implicit rejection answers a wrong key with random bytes, not an error.
-        raise DecryptionError("the AES key does not unwrap with this private key")
-    context = Cipher(AES(key), GCM(iv)).decryptor()
-    context.authenticate_additional_data(aad(sender, receiver))
-    held = b""  # the last TAG_LENGTH bytes seen so far: the tag once the source ends
-    length = 0
+    decryptor = Decryptor(private_key, sender, receiver, sink)
     while piece := source.read(chunk_size):
-        piece = held + piece
-        held, piece = piece[-TAG_LENGTH:], piece[:-TAG_LENGTH]
-        if piece:
-            plaintext = context.update(piece)
-            length += len(plaintext)
-            sink(plaintext)
-    if len(held) != TAG_LENGTH:
-        raise DecryptionError("encrypted data set too short")
-    try:
-        sink(context.finalize_with_tag(held))
-    except InvalidTag as exc:
-        raise DecryptionError("the GCM tag does not verify: wrong key, wrong sender or receiver, or tampered") from exc
-    return length
+        decryptor.update(piece)
+    return decryptor.finalize()

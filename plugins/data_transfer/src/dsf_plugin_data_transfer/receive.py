@@ -2,23 +2,24 @@
 
 Started by ``dataSend`` from a DIC. Each step that fails records ``receive-error`` with what
 failed ("Download/Decrypt/Validate/Insert data-set failed") on the Task and takes the error
-boundary path, so the DIC always gets a receipt. The data set lives meanwhile in a private
-directory of this instance (``transfer.work_directory``), removed before the receipt goes out;
-the decrypted data is only read after its GCM tag verified.
+boundary path, so the DIC always gets a receipt. The data set is decrypted as it is downloaded
+into a private directory of this instance (``transfer.work_directory``), removed before the
+receipt goes out; the decrypted data is only read after its GCM tag verified.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, NoReturn
 
 from dsf_core.api import BpmnError, FhirClient, FhirClientError, MessageSend, ProcessPluginApi, ServiceTask, Target, Variables, tasks
 from dsf_core.api.fhir_xml import to_xml
 from dsf_plugin_data_transfer import mime
-from dsf_plugin_data_transfer.data_set import PROJECT_IDENTIFIER, Extracted, read_skeleton
-from dsf_plugin_data_transfer.keys import load_private_key
+from dsf_plugin_data_transfer.crypto import DecryptionError
+from dsf_plugin_data_transfer.data_set import PROJECT_IDENTIFIER, DataSetError, Extracted, read_skeleton
+from dsf_plugin_data_transfer.keys import KeyConfigurationError, load_private_key
 from dsf_plugin_data_transfer.send import FHIR_XML, project_identifier
 from dsf_plugin_data_transfer.status import (
     DATA_TRANSFER,
@@ -32,8 +33,7 @@ from dsf_plugin_data_transfer.status import (
 from dsf_plugin_data_transfer.transfer import (
     OCTET_STREAM,
     REFERENCE,
-    decrypt_data_set,
-    download,
+    download_and_decrypt,
     file_chunks,
     remove_work_directory,
     work_directory,
@@ -53,7 +53,6 @@ __all__ = [
 log = logging.getLogger("dsf.plugin.data_transfer")
 
 RECEIVE_ERROR = "dataReceiveError"
-ENCRYPTED = "encrypted.bin"
 DATA_SET = "data-set"
 _ORGANIZATION_IDENTIFIER = "http://dsf.dev/sid/organization-identifier"
 
@@ -89,7 +88,8 @@ def _sender(variables: Variables) -> str:
 
 
 class DownloadData(ServiceTask):
-    """The encrypted data set from the DIC's mailbox (the Task's ``data-set-reference``) into the work directory."""
+    """The encrypted data set from the DIC's mailbox (the Task's ``data-set-reference``), decrypted as it
+    arrives (DMS private key; AAD requester|this organisation) into the work directory."""
 
     async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
         start = variables.start_task
@@ -111,29 +111,31 @@ class DownloadData(ServiceTask):
             if endpoint is None or str(endpoint.get("address", "")).rstrip("/") != match["base"].rstrip("/"):
                 # The DMS downloads with its own client certificate: only from the sender's own server.
                 raise ValueError(f"{reference} is not on the endpoint of the requesting organization {sender}")
-            size = await download(api.fhir.by_url(match["base"]), reference, _directory(api, variables) / ENCRYPTED)
-            log.info("downloaded data set %s from %s (%d bytes)", reference, sender, size)
+            key = load_private_key(api.config)
+            if key is None:
+                raise KeyConfigurationError("no DMS private key configured")
+            directory = _directory(api, variables) / DATA_SET
+            shutil.rmtree(directory, ignore_errors=True)  # what an interrupted earlier attempt left
+            extracted = await download_and_decrypt(api.fhir.by_url(match["base"]), reference, directory, key, sender,
+                                                   api.organization_identifier)
         except BpmnError:
             raise
+        except (DecryptionError, DataSetError, KeyConfigurationError) as exc:
+            await receive_failed(variables, "Decrypt data-set failed", exc)
         except Exception as exc:
             await receive_failed(variables, "Download data-set failed", exc)
+        variables.set("dataSetFiles", {token: path.name for token, path in extracted.payloads.items()})
+        log.info("downloaded and decrypted data set %s from %s", reference, sender)
 
 
 class DecryptData(ServiceTask):
-    """Decrypt with the DMS private key (AAD: requester|this organisation) into private files; tag checked before use."""
+    """The decrypted data set must be a FHIR XML resource (its GCM tag verified while it was downloaded)."""
 
     async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
-        directory = _directory(api, variables)
         try:
-            key = load_private_key(api.config)
-            if key is None:
-                raise ValueError("no DMS private key configured")
-            extracted = await asyncio.to_thread(
-                decrypt_data_set, directory / ENCRYPTED, directory / DATA_SET, key, _sender(variables), api.organization_identifier)
+            read_skeleton(_extracted(api, variables))
         except Exception as exc:
             await receive_failed(variables, "Decrypt data-set failed", exc)
-        (directory / ENCRYPTED).unlink(missing_ok=True)
-        variables.set("dataSetFiles", {token: path.name for token, path in extracted.payloads.items()})
 
 
 def _entries(bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:

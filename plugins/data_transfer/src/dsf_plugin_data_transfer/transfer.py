@@ -1,5 +1,5 @@
 """Moving a data set with bounded memory: read, encrypt and upload in one stream at the DIC;
-download (resuming with ``Range``), then decrypt into private files at the DMS.
+download and decrypt in one stream (resuming with ``Range``) into private files at the DMS.
 
 Nothing here holds a data set whole: pieces are at most :data:`~dsf_plugin_data_transfer.crypto.CHUNK_SIZE`
 (plus base64's third). The DMS's files live in a per-instance directory only its owner may read
@@ -20,19 +20,19 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from dsf_core.api import FhirClient, FhirClientError
-from dsf_plugin_data_transfer.crypto import CHUNK_SIZE, Encryptor, decrypt
+from dsf_plugin_data_transfer.crypto import CHUNK_SIZE, Decryptor, Encryptor
 from dsf_plugin_data_transfer.data_set import Extracted, Extractor, bundle_xml
 
 __all__ = [
     "OCTET_STREAM",
     "REFERENCE",
-    "download",
+    "DownloadError",
+    "download_and_decrypt",
     "encrypted_data_set",
     "file_chunks",
     "read_head",
     "rechunk",
     "remove_work_directory",
-    "decrypt_data_set",
     "work_directory",
 ]
 
@@ -70,7 +70,7 @@ async def binary_content(client: FhirClient, ref: str) -> AsyncIterator[bytes]:
 async def read_head(client: FhirClient, ref: str, size: int) -> tuple[bytes, str]:
     """The first ``size`` bytes of a Binary and its content type (what the MIME check needs)."""
     head = bytearray()
-    async with client.open_binary(ref, accept=OCTET_STREAM) as response:
+    async with client.open_binary(ref, accept=OCTET_STREAM, length=size) as response:
         content_type = response.headers.get("Content-Type", OCTET_STREAM).split(";", 1)[0].strip()
         async for piece in response.content.iter_chunked(size):
             head += piece
@@ -95,57 +95,75 @@ async def file_chunks(path: Path, size: int = CHUNK_SIZE) -> AsyncIterator[bytes
             yield piece
 
 
-async def download(
-    client: FhirClient, ref: str, target: Path, *, attempts: int = 5, pause: float = 2.0, sleep: Sleep = asyncio.sleep
-) -> int:
-    """Download a Binary to ``target``; a broken connection resumes from the bytes already there.
-
-    Returns the size. A server that ignores ``Range`` (200 instead of 206) makes it start over.
-    """
-    target.touch(mode=0o600)
-    for attempt in range(1, attempts + 1):
-        offset = target.stat().st_size
-        try:
-            async with client.open_binary(ref, accept=OCTET_STREAM, offset=offset) as response:
-                resumed = offset > 0 and response.status == 206
-                with target.open("ab" if resumed else "wb") as out:
-                    async for piece in response.content.iter_chunked(CHUNK_SIZE):
-                        out.write(piece)
-            return target.stat().st_size
-        except FhirClientError as error:
-            if error.status == 416 and offset > 0:  # the previous attempt had everything but the goodbye
-                return offset
-            if error.status != 0 or attempt == attempts:
-                raise
-            reason: object = error
-        except (aiohttp.ClientError, TimeoutError) as error:
-            if attempt == attempts:
-                raise
-            reason = error
-        log.warning("download of %s broke off after %d bytes (%s); resuming, attempt %d of %d",
-                    ref, target.stat().st_size, str(reason) or type(reason).__name__, attempt + 1, attempts)
-        await sleep(pause)
-    raise AssertionError("unreachable")
-
-
-def decrypt_data_set(
-    encrypted: Path, directory: Path, private_key: RSAPrivateKey, sender: str, receiver: str
+async def download_and_decrypt(
+    client: FhirClient,
+    ref: str,
+    directory: Path,
+    private_key: RSAPrivateKey,
+    sender: str,
+    receiver: str,
+    *,
+    attempts: int = 5,
+    pause: float = 2.0,
+    sleep: Sleep = asyncio.sleep,
 ) -> Extracted:
-    """Decrypt into ``directory`` (skeleton XML + one file per Binary data); blocking, run it in a thread.
+    """Download a data set and decrypt it as it arrives into ``directory`` (created 0700).
 
-    On any failure the directory is removed before the error propagates: no plaintext of a data
-    set whose tag did not verify stays behind.
+    A broken connection resumes with ``Range`` from the bytes received so far: the decryption goes
+    on where it stopped, so nothing encrypted is kept on disk. The result is usable only because
+    this returns at all: the GCM tag verified. On any failure the directory is removed before the
+    error propagates, so no plaintext of a data set that did not verify stays behind.
     """
     directory.mkdir(mode=0o700)
     extractor = Extractor(directory)
+    decryptor = Decryptor(private_key, sender, receiver, extractor)
+    received = 0
+    buffer = bytearray()
+
+    async def flush() -> None:
+        # AES-GCM, base64 and the file writes off the event loop, a MiB at a time.
+        nonlocal received
+        if buffer:
+            data = bytes(buffer)
+            buffer.clear()
+            await asyncio.to_thread(decryptor.update, data)
+            received += len(data)
+
     try:
-        with encrypted.open("rb") as source:
-            decrypt(source, extractor, private_key, sender, receiver)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with client.open_binary(ref, accept=OCTET_STREAM, offset=received) as response:
+                    if received and response.status != 206:
+                        raise DownloadError(f"{ref}: the server does not resume downloads (Range)")
+                    async for piece in response.content.iter_chunked(CHUNK_SIZE):
+                        buffer += piece
+                        if len(buffer) >= CHUNK_SIZE:
+                            await flush()
+                await flush()
+                break
+            except FhirClientError as error:
+                await flush()  # what arrived before the break is good: the next attempt goes on after it
+                if error.status != 0 or attempt == attempts:
+                    raise
+                reason: BaseException = error
+            except (aiohttp.ClientError, TimeoutError) as error:
+                await flush()
+                if attempt == attempts:
+                    raise
+                reason = error
+            log.warning("download of %s broke off after %d bytes (%s); resuming, attempt %d of %d",
+                        ref, received, str(reason) or type(reason).__name__, attempt + 1, attempts)
+            await sleep(pause)
+        await asyncio.to_thread(decryptor.finalize)
         return extractor.close()
     except BaseException:
         extractor.discard()
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+class DownloadError(Exception):
+    """The data set could not be downloaded."""
 
 
 def work_directory(base: str | None, business_key: str) -> Path:
