@@ -203,6 +203,8 @@ class EngineHarness:
     included) or ``models`` (BPMN files) with a ``class_map``; ``resources`` are extra FHIR
     resources put on the mailbox before deployment (e.g. :func:`local_activity_definition`
     for inline models). ``pki_dir`` lets several harnesses share one development PKI (faster).
+    ``parent`` and ``roles`` make the local organisation a member of that parent organisation with
+    those roles in the mailbox's allow list (what ActivityDefinitions with ``LOCAL_ROLE`` check).
     """
 
     def __init__(
@@ -222,6 +224,8 @@ class EngineHarness:
         environ: Mapping[str, str] | None = None,
         pki_dir: Path | None = None,
         plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        parent: str = "parent.test",
+        roles: Sequence[str] = ("DIC",),
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
@@ -248,6 +252,7 @@ class EngineHarness:
         self.plugin_settings = {name: PluginSettings(name, dict(table)) for name, table in (plugin_settings or {}).items()}
         self.mailbox = MailboxHarness(
             directory / "mailbox", local=organization, database_url=mailbox_database_url, pki_dir=pki_dir,
+            parent=parent, local_roles=roles,
         )
         self._engine: Engine | None = None
         self._store: EngineStore | None = None

@@ -11,7 +11,9 @@
 Every node runs from the files ``dsf network init`` writes (development PKI, allow list, one
 ``node.toml`` per organisation), with real mTLS between them. ``stop_node``/``start_node``
 take one organisation down and up again with its data; ``settings`` overrides any setting
-as ``DSF_<SECTION>_<KEY>`` would (defaults here make retries and catch-up fast).
+as ``DSF_<SECTION>_<KEY>`` would (defaults here make retries and catch-up fast). ``clocks`` gives
+organisations an engine clock of the test's (e.g. a ``ManualClock``; call ``node(id).engine.wake()``
+after moving it), so timers of days fire in a test of seconds.
 
 ``data_stores`` gives organisations local FHIR data stores, written into their ``node.toml`` as
 ``[data_stores.<name>]`` tables at every start; each value is a ``DataStoreSettings`` or anything
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -50,6 +53,10 @@ TEST_SETTINGS: Mapping[str, str] = {
     "DSF_ENGINE_RECONNECT_SECONDS": "0.2",
     "DSF_ENGINE_CATCH_UP_SECONDS": "5",
 }
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class HasDataStoreSettings(Protocol):
@@ -75,6 +82,7 @@ class Network:
         node_settings: Mapping[str, Mapping[str, str]] | None = None,
         environ: Mapping[str, str] | None = None,
         data_stores: Mapping[str, Mapping[str, DataStore]] | None = None,
+        clocks: Mapping[str, Callable[[], datetime]] | None = None,
     ) -> None:
         self.directory = directory
         self.parent = parent
@@ -84,6 +92,7 @@ class Network:
         self._node_settings = {k: dict(v) for k, v in (node_settings or {}).items()}
         self._environ = dict(environ or {})
         self._data_stores = {k: dict(v) for k, v in (data_stores or {}).items()}
+        self._clocks = dict(clocks or {})
         self.layout: NetworkLayout | None = None
         self.nodes: dict[str, Node] = {}
         self._clients: dict[str, ClientFactory] = {}
@@ -131,7 +140,8 @@ class Network:
             return self.nodes[identifier]
         org = self.layout.organization(identifier)
         settings = load_settings(org.config, environ={**self._settings, **self._node_settings.get(identifier, {})})
-        node = Node(settings, plugins=self._plugins, environ=self._environ)
+        clock = self._clocks.get(identifier, _wall_clock)
+        node = Node(settings, plugins=self._plugins, environ=self._environ, clock=clock)
         await node.start()
         self.nodes[identifier] = node
         await asyncio.wait_for(node.ready.wait(), timeout)
