@@ -35,12 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "a README and a test that runs the process on a real network. An existing directory is never touched."
         ),
         epilog=(
-            "Example: dsf plugin new site-inventory --domain example.org → package site_inventory, "
-            "process exampleorg_siteInventory started by the message startSiteInventory."
+            "Example: dsf plugin new my-plugin --domain example.org → package my_plugin, "
+            "process exampleorg_myPlugin started by the message startMyPlugin."
         ),
     )
     new.add_argument("name", metavar="NAME",
-                     help="plugin and distribution name: lowercase words joined by '-' or '_' (e.g. site-inventory)")
+                     help="plugin and distribution name: lowercase words joined by '-' or '_' (e.g. my-plugin)")
     new.add_argument("--domain", default=DEFAULT_DOMAIN,
                      help="your organisation's domain: process URLs are http://DOMAIN/bpe/Process/…, the process "
                           "id is DOMAIN without dots, '_', the name (default: %(default)s)")

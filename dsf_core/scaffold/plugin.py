@@ -6,9 +6,9 @@ in its text and in its path, for the names :class:`PluginNames` derives. A token
 one of those names is a bug in a template and fails loudly, never silently left in a file.
 
 Names follow the DSF conventions the rest of dsf-py checks at deployment: the plugin
-``site-inventory`` with domain ``example.org`` gets the package ``site_inventory``, the
-process ``exampleorg_siteInventory`` (URL ``http://example.org/bpe/Process/siteInventory``)
-and the start message ``startSiteInventory``.
+``my-plugin`` with domain ``example.org`` gets the package ``my_plugin``, the
+process ``exampleorg_myPlugin`` (URL ``http://example.org/bpe/Process/myPlugin``)
+and the start message ``startMyPlugin``.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ class ScaffoldError(Exception):
 class PluginNames:
     """Every name the templates use, derived from the plugin name and domain."""
 
-    name: str  # distribution, plugin and directory name: site-inventory
-    kebab: str  # in file names and FHIR URLs: site-inventory
-    package: str  # the Python package: site_inventory
-    process: str  # the process name in URLs: siteInventory
-    Process: str  # the same, capitalised, in resource names and the start message: SiteInventory
-    process_id: str  # <domain without dots>_<process>: exampleorg_siteInventory
-    message: str  # the start message: startSiteInventory
+    name: str  # distribution, plugin and directory name: my-plugin
+    kebab: str  # in file names and FHIR URLs: my-plugin
+    package: str  # the Python package: my_plugin
+    process: str  # the process name in URLs: myPlugin
+    Process: str  # the same, capitalised, in resource names and the start message: MyPlugin
+    process_id: str  # <domain without dots>_<process>: exampleorg_myPlugin
+    message: str  # the start message: startMyPlugin
     domain: str  # example.org
     title: str  # Site inventory
     version: str  # a.b.c.d
@@ -70,7 +70,7 @@ def plugin_names(name: str, *, domain: str = DEFAULT_DOMAIN, package: str | None
     if not _NAME.match(name):
         raise ScaffoldError(
             f"plugin name {name!r} is not valid: use lowercase letters and digits, words joined by single "
-            "'-' or '_', starting with a letter (e.g. site-inventory)"
+            "'-' or '_', starting with a letter (e.g. my-plugin)"
         )
     domain = domain.lower()
     if not _DOMAIN.match(domain):
@@ -100,7 +100,8 @@ def _check_package(package: str) -> None:
     if package in _RESERVED_PACKAGES:
         raise ScaffoldError(f"package {package!r} is reserved (dsf-py and test layouts use it); choose another name or --package")
     if importlib.util.find_spec(package) is not None:
-        raise ScaffoldError(f"a module {package!r} is already importable here; choose another name or --package")
+        raise ScaffoldError(f"a module {package!r} is already importable here (installed, or in the current directory); "
+                            "choose another name or --package")
 
 
 def render_plugin(names: PluginNames) -> dict[str, str]:

@@ -50,11 +50,11 @@ def test_plugin_is_a_registered_group() -> None:
 
 
 def test_names_follow_the_dsf_conventions() -> None:
-    names = plugin_names("site-inventory", domain="Example.org")
+    names = plugin_names("my-plugin", domain="Example.org")
     assert (names.package, names.process, names.process_id, names.message) == (
-        "site_inventory", "siteInventory", "exampleorg_siteInventory", "startSiteInventory")
+        "my_plugin", "myPlugin", "exampleorg_myPlugin", "startMyPlugin")
     assert (names.domain, names.title, names.version, names.resource_version) == (
-        "example.org", "Site inventory", "0.1.0.0", "0.1")
+        "example.org", "My plugin", "0.1.0.0", "0.1")
     mii = plugin_names("data_check2", domain="medizininformatik-initiative.de", package="mii_data_check")
     assert (mii.package, mii.process_id, mii.kebab) == (
         "mii_data_check", "medizininformatik-initiativede_dataCheck2", "data-check2")
@@ -64,10 +64,10 @@ def test_names_follow_the_dsf_conventions() -> None:
     (["My Plugin"], "plugin name 'My Plugin' is not valid"),
     (["2fast"], "plugin name '2fast' is not valid"),
     (["a--b"], "plugin name 'a--b' is not valid"),
-    (["site-inventory", "--domain", "localhost"], "domain 'localhost' is not a DNS name"),
-    (["site-inventory", "--domain", "exa_mple.org"], "domain 'exa_mple.org' is not a DNS name"),
-    (["site-inventory", "--package", "site-inventory"], "package 'site-inventory' is not a valid Python package name"),
-    (["site-inventory", "--package", "class"], "package 'class' is not a valid Python package name"),
+    (["my-plugin", "--domain", "localhost"], "domain 'localhost' is not a DNS name"),
+    (["my-plugin", "--domain", "exa_mple.org"], "domain 'exa_mple.org' is not a DNS name"),
+    (["my-plugin", "--package", "my-plugin"], "package 'my-plugin' is not a valid Python package name"),
+    (["my-plugin", "--package", "class"], "package 'class' is not a valid Python package name"),
     (["json"], "package 'json' would shadow the standard library module"),
     (["dsf_core"], "package 'dsf_core' is reserved"),
     (["pytest"], "a module 'pytest' is already importable here"),
@@ -85,11 +85,11 @@ def test_invalid_names_are_refused_with_the_reason(
 def test_an_existing_directory_is_never_touched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], existing: str
 ) -> None:
-    target = tmp_path / "site-inventory"
+    target = tmp_path / "my-plugin"
     target.mkdir()
     if existing == "with a file":
         (target / "notes.txt").write_text("mine")
-    code, out, err = run(capsys, "plugin", "new", "site-inventory", "--directory", str(target))
+    code, out, err = run(capsys, "plugin", "new", "my-plugin", "--directory", str(target))
     assert code == 2 and out == ""
     assert err == f"dsf: error: {target} already exists; not overwriting it (remove it or choose another --directory)\n"
     assert sorted(p.name for p in target.iterdir()) == ([] if existing == "empty" else ["notes.txt"])
@@ -107,7 +107,7 @@ def test_default_directory_is_the_name_in_the_current_directory(
 
 
 def test_every_template_token_is_filled() -> None:
-    files = render_plugin(plugin_names("site-inventory"))
+    files = render_plugin(plugin_names("my-plugin"))
     assert not [path for path, text in files.items() if "{{" in path + text]
     for path, text in files.items():
         if path.endswith(".json"):
