@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run mailbox test bench clean
 
-$(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello_world/pyproject.toml plugins/feasibility/pyproject.toml plugins/data_transfer/pyproject.toml examples/site-inventory/pyproject.toml
+$(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello_world/pyproject.toml plugins/feasibility/pyproject.toml plugins/data_transfer/pyproject.toml plugins/report/pyproject.toml examples/site-inventory/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,postgres]'
-	$(BIN)/pip install -q --no-deps -e plugins/ping_pong -e plugins/hello_world -e plugins/feasibility -e plugins/data_transfer -e examples/site-inventory
+	$(BIN)/pip install -q --no-deps -e plugins/ping_pong -e plugins/hello_world -e plugins/feasibility -e plugins/data_transfer -e plugins/report -e examples/site-inventory
 	touch $@
 
 setup: $(BIN)/.installed
@@ -29,7 +29,7 @@ mailbox: setup certs/local.test/client.crt
 	$(BIN)/dsf fhir start --config examples/local-node/node.toml
 
 test: setup
-	$(BIN)/mypy dsf_core plugins/ping_pong/src plugins/hello_world/src plugins/feasibility/src plugins/data_transfer/src examples/site-inventory/src
+	$(BIN)/mypy dsf_core plugins/ping_pong/src plugins/hello_world/src plugins/feasibility/src plugins/data_transfer/src plugins/report/src examples/site-inventory/src
 	$(BIN)/pytest -q
 
 bench: setup
