@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-GROUPS: tuple[str, ...] = ("pki", "fhir", "node", "network", "data", "keys", "plugin")
+GROUPS: tuple[str, ...] = ("demo", "pki", "fhir", "node", "network", "data", "keys", "plugin")
 
 
 class CommandError(Exception):
