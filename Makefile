@@ -1,10 +1,11 @@
-# Quick start:   make run    (sets up, writes a development network to .local/network, starts all its nodes)
+# Quick start:   make run    (sets up, runs `dsf demo`: five organisations on loopback, every MII process end to end)
 #                make test   (sets up and runs the test suite: SQLite always, PostgreSQL when installed)
+#                make network (a development network in .local/network that keeps running)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run mailbox test bench clean
+.PHONY: setup run network mailbox test bench clean
 
 $(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello_world/pyproject.toml plugins/feasibility/pyproject.toml plugins/data_transfer/pyproject.toml plugins/report/pyproject.toml examples/site-inventory/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ certs/local.test/client.crt: certs/ca.crt
 	$(BIN)/dsf pki issue certs local.test --organization
 
 run: setup
+	$(BIN)/dsf demo
+
+network: setup
 	test -f .local/network/network.toml || $(BIN)/dsf network init .local/network
 	$(BIN)/dsf network up .local/network
 

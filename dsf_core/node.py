@@ -70,9 +70,12 @@ class Node:
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         environ: Mapping[str, str] | None = None,
+        mailbox: bool = True,
     ) -> None:
         self.settings = settings
         self._plugins = plugins
+        #: False: the engine alone, against the mailbox at ``engine.fhir_base_url`` (e.g. mailbox in the DMZ).
+        self.run_mailbox = mailbox
         self.clock = clock
         self._sleep = sleep
         self._environ = dict(os.environ if environ is None else environ)
@@ -96,8 +99,11 @@ class Node:
     async def start(self, sock: socket.socket | None = None) -> None:
         from dsf_core.server.app import Mailbox
 
-        self.mailbox = Mailbox(self.settings)
-        await self.mailbox.start(sock)
+        if self.run_mailbox:
+            self.mailbox = Mailbox(self.settings)
+            await self.mailbox.start(sock)
+        elif not self.settings.engine.enabled or self.settings.node.mode != "dsf":
+            raise ValueError("an engine-only node needs engine.enabled = true and node.mode = \"dsf\"")
         if self.settings.engine.enabled and self.settings.node.mode == "dsf":
             try:
                 await self._start_engine()

@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     start.add_argument("--config", type=Path, help="node TOML file (settings may also come from DSF_* variables)")
     start.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    start.add_argument(
+        "--engine-only", action="store_true",
+        help="run only the process engine, against the mailbox at engine.fhir_base_url (a mailbox in the DMZ "
+        "started with `dsf fhir start`); the engine then needs engine.trust_server_cas for that mailbox",
+    )
     start.set_defaults(func=_start)
 
 
@@ -33,15 +38,17 @@ def _start(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
-    asyncio.run(_serve(settings))
+    if args.engine_only and not settings.engine.enabled:
+        raise CommandError("--engine-only with engine.enabled = false leaves nothing to run")
+    asyncio.run(_serve(settings, mailbox=not args.engine_only))
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, mailbox: bool = True) -> None:
     from dsf_core.bpe.deployment import DeploymentError
     from dsf_core.node import Node
 
-    node = Node(settings)
+    node = Node(settings, mailbox=mailbox)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,7 +62,8 @@ async def _serve(settings: Settings) -> None:
         await asyncio.wait([waiter, asyncio.ensure_future(node.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
             processes = node.engine.active_processes() if node.engine else []
-            print(f"dsf node: {settings.organization.identifier} ready at {settings.server.base_url} "
+            where = settings.server.base_url if mailbox else f"engine of the mailbox {settings.engine_fhir_base_url}"
+            print(f"dsf node: {settings.organization.identifier} ready at {where} "
                   f"({len(processes)} processes: {', '.join(processes) or 'engine disabled'})", flush=True)
         await waiter
     finally:

@@ -94,3 +94,55 @@ async def test_network_up_without_manifest_fails_clearly(tmp_path: Path) -> None
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert b"network.toml" in stderr
+
+
+async def test_mailbox_and_engine_as_separate_processes(tmp_path: Path) -> None:
+    """The mailbox alone (`dsf fhir start`, as in a DMZ) and the engine alone (`dsf node start --engine-only`)."""
+    import os
+
+    layout = init_network(tmp_path / "net", parent="p.test", organizations=[OrgSpec("split.test", ("DIC",))])
+    org = layout.organizations[0]
+    config = str(org.config)
+    env = {**os.environ, "DSF_ENGINE_TRUST_SERVER_CAS": str(layout.ca_cert)}
+    mailbox = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dsf_core", "fhir", "start", "--config", config,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )
+    engine = None
+    try:
+        clients = ClientFactory.from_files(cafile=layout.ca_cert, cert_file=org.client_cert, key_file=org.client_key)
+        async with clients:
+            client = clients.client(org.base_url)
+            deadline = time.monotonic() + 60
+            while True:  # the mailbox accepts connections
+                try:
+                    await client.search("Organization")
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "mailbox did not start"
+                    await asyncio.sleep(0.2)
+            engine = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dsf_core", "node", "start", "--engine-only", "--config", config,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            )
+            output = await read_until(engine, b"ready at")
+            assert b"engine of the mailbox" in output and b"dsfdev_ping|1.0" in output
+            task = {
+                "resourceType": "Task", "meta": {"profile": ["http://dsf.dev/fhir/StructureDefinition/task-hello-world|1.0"]},
+                "instantiatesCanonical": "http://dsf.dev/bpe/Process/helloWorld|1.0", "status": "requested",
+                "intent": "order", "authoredOn": "2026-11-23T10:00:00Z",
+                "requester": {"type": "Organization", "identifier": {"system": "http://dsf.dev/sid/organization-identifier", "value": "split.test"}},
+                "restriction": {"recipient": [{"type": "Organization", "identifier": {"system": "http://dsf.dev/sid/organization-identifier", "value": "split.test"}}]},
+                "input": [{"type": {"coding": [{"system": "http://dsf.dev/fhir/CodeSystem/bpmn-message", "code": "message-name"}]},
+                           "valueString": "helloWorld"}],
+            }
+            created = await client.create(task)
+            deadline = time.monotonic() + 60
+            while (await client.read("Task", created.id))["status"] != "completed":
+                assert time.monotonic() < deadline, "the engine did not run the Task"
+                await asyncio.sleep(0.1)
+    finally:
+        for process in (engine, mailbox):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 60)
