@@ -63,6 +63,9 @@ async def kds(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kds]:
     directory = tmp_path_factory.mktemp("report")
     settings = directory / "report.toml"
     settings.write_text('receipt_timeout = "PT10M"\n')
+    # DIC1 reports to the consortium's only HRP; DIC2 names it in its settings
+    named = directory / "report-dic2.toml"
+    named.write_text('receipt_timeout = "PT10M"\nhrp_identifier = "hrp.test"\n')
     clock = ManualClock(datetime.now(UTC))
     async with contextlib.AsyncExitStack() as stack:
         data, stores = {}, {}
@@ -73,7 +76,8 @@ async def kds(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kds]:
             stores[org] = {"default": store}
         net = await stack.enter_async_context(Network(
             directory / "net", organizations=[OrgSpec(HRP, ("HRP",)), OrgSpec(DIC1, ("DIC",)), OrgSpec(DIC2, ("DIC",))],
-            plugins=[PLUGIN], settings={"DSF_PLUGINS_REPORT_CONFIG": str(settings)}, data_stores=stores,
+            plugins=[PLUGIN], settings={"DSF_PLUGINS_REPORT_CONFIG": str(settings)},
+            node_settings={DIC2: {"DSF_PLUGINS_REPORT_CONFIG": str(named)}}, data_stores=stores,
             clocks={DIC1: clock, DIC2: clock},
         ))
         yield Kds(net, data, clock)
@@ -121,7 +125,9 @@ def expected_total(dataset: Dataset, url: str) -> int:
 
 # ---------------------------------------------------------------- talking to the network
 
-async def report_round(net: Network, dic: str, *, inputs: tuple[dict[str, Any], ...] = (), status: str = "completed") -> dict[str, Any]:
+async def report_round(
+    net: Network, dic: str, *, inputs: tuple[dict[str, Any], ...] = (), status: str = "completed"
+) -> dict[str, Any]:
     """``reportSendStart`` at ``dic``; the start Task once it ended with ``status``."""
     task = net.start_task(dic, f"{MII}/bpe/Process/reportSend|1.1", "reportSendStart",
                           profile=f"{PROFILE_TASK_SEND_START}|1.1", inputs=list(inputs))
@@ -240,6 +246,41 @@ async def test_a_search_bundle_breaking_a_rule_stops_the_dic_before_any_search(k
         "search Bundle rule 'token-system' broken by Bundle.entry[3] ('Condition?code=http://fhir.de/CodeSystem/bfarm/icd-10-gm|C50.9"
         "&_summary=count'): code search parameter not limited to a system (system|): [code=http://fhir.de/CodeSystem/bfarm/icd-10-gm|C50.9]"]
     assert statuses(failed, "output") == []
+
+
+async def test_a_named_hrp_must_be_an_hrp_of_the_consortium(kds: Kds) -> None:
+    not_hrp = tasks.parameter(REPORT, HRP_IDENTIFIER, "Reference", {
+        "type": "Organization", "identifier": {"system": ORGANIZATION_IDENTIFIER, "value": DIC2}})
+    failed = await report_round(kds.net, DIC1, inputs=(not_hrp,), status="failed")
+    assert error_outputs(failed) == [
+        "selectTargetHrp (dsf_plugin_report.send.SelectTargetHrp) failed: HRP dic2.test (the Task's hrp-identifier) "
+        "is no active HRP of medizininformatik-initiative.de with an endpoint (HRPs: hrp.test)"]
+
+
+async def test_a_report_the_hrp_cannot_read_is_answered_with_receipt_error(kds: Kds) -> None:
+    """A reportSend pointing somewhere else than the sender's mailbox: receive-error at the HRP, receipt-error back."""
+    net = kds.net
+    business_key = "a-report-elsewhere"
+    elsewhere = {"reference": "https://elsewhere.test/fhir/Bundle/1", "type": "Bundle"}
+    task = net.start_task(DIC1, f"{MII}/bpe/Process/reportReceive|1.1", "reportSend",
+                          profile=f"{MII}/fhir/StructureDefinition/task-report-send|1.1", inputs=[
+                              tasks.parameter(tasks.BPMN_MESSAGE, "business-key", "String", business_key),
+                              tasks.parameter(REPORT, "search-bundle-response-reference", "Reference", elsewhere)])
+    task["restriction"]["recipient"][0]["identifier"]["value"] = HRP
+    received = await net.client(DIC1, on=HRP).create(task, minimal=False)
+    assert received.resource is not None
+    failed = await net.wait_for_task(HRP, received.resource["id"], "failed")
+    assert one_status(failed) == ("receive-error", "Download report failed")
+
+    async def answered() -> bool:
+        return any(tasks.message_input(t, "business-key") == business_key for t in await net.search(DIC1, "Task"))
+
+    await until(answered, "the receipt at the DIC")
+    [receipt] = [t for t in await net.search(DIC1, "Task") if tasks.message_input(t, "business-key") == business_key]
+    assert tasks.message_input(receipt, "message-name") == "reportReceive"
+    [status] = statuses(receipt, "input")
+    assert (status["valueCoding"]["code"], error_of(status)) == ("receipt-error", "Download report failed")
+    assert [] == [r for r in await reports_at_hrp(net, DIC1) if "elsewhere" in json.dumps(r)]
 
 
 async def test_an_hrp_that_never_answers_gives_receipt_missing(kds: Kds) -> None:
