@@ -37,21 +37,29 @@ class Secret(str):
 
 @dataclass(frozen=True)
 class NodeSettings:
+    #: ``dsf``: a DSF mailbox (DSF authorization rules); ``store``: a plain FHIR data store (see Data-store mode).
     mode: Literal["dsf", "store"] = "dsf"
+    #: Where the SQLite databases (``fhir.sqlite``, ``engine.sqlite``) and Binary scratch files go.
     data_dir: Path = Path("data")
 
 
 @dataclass(frozen=True)
 class ServerSettings:
+    #: Address the mailbox listens on.
     host: str = "127.0.0.1"
+    #: Port the mailbox listens on.
     port: int = 8443
     #: External base URL of the FHIR API, e.g. https://dsf.example.org/fhir; its path is the base path.
     base_url: str = "https://localhost:8443/fhir"
+    #: Search page size when the client gives no ``_count``.
     page_count: int = 20
+    #: Largest ``_count`` honoured (larger values are lowered to it).
     max_page_count: int = 1000
     #: Largest FHIR request body accepted (413 above it); raw Binary uploads have their own limit.
     max_body_bytes: int = 32 * 1024 * 1024
-    max_binary_bytes: int = 0  # 0 = unlimited
+    #: Largest raw Binary upload (413 above it); 0 = unlimited.
+    max_binary_bytes: int = 0
+    #: Seconds between pings on idle websocket subscriptions (keeps proxies from closing them).
     websocket_ping_seconds: float = 28.0
 
 
@@ -59,10 +67,13 @@ class ServerSettings:
 class TlsSettings:
     #: Server certificate and key (PEM, or PKCS#12 in certificate with no private_key).
     certificate: Path | None = None
+    #: Private key of the server certificate (PEM).
     private_key: Path | None = None
+    #: Password of an encrypted private key.
     private_key_password: Secret | None = None
     #: CA certificates that issue acceptable client certificates (PEM bundle).
     trust_client_cas: Path | None = None
+    #: Refuse the TLS handshake without a client certificate (off only behind a reverse proxy).
     require_client_certificate: bool = True
 
 
@@ -74,8 +85,11 @@ class AuthSettings:
     trusted_proxies: tuple[str, ...] = ()
     #: Data-store mode only: none, basic, bearer or certificate.
     store_auth: Literal["none", "basic", "bearer", "certificate"] = "none"
+    #: Data-store mode, basic auth: the user name.
     store_username: str | None = None
+    #: Data-store mode, basic auth: the password.
     store_password: Secret | None = None
+    #: Data-store mode, bearer auth: the token.
     store_bearer_token: Secret | None = None
 
 
@@ -85,11 +99,15 @@ class OrganizationSettings:
     identifier: str = ""
     #: The organisation's client certificate; its SHA-512 thumbprint goes into the local Organization.
     client_certificate: Path | None = None
+    #: Private key of the client certificate (PEM).
     client_private_key: Path | None = None
+    #: Password of an encrypted client private key.
     client_private_key_password: Secret | None = None
     #: Overrides the thumbprint computed from client_certificate.
     thumbprint: str | None = None
+    #: Identifier value of the local Endpoint (default: the organisation identifier).
     endpoint_identifier: str | None = None
+    #: Name of the local Organization resource.
     name: str | None = None
     #: Optional allow-list bundle (transaction, JSON or XML) loaded at every start.
     init_bundle: Path | None = None
@@ -99,6 +117,7 @@ class OrganizationSettings:
 class DatabaseSettings:
     #: SQLAlchemy URL; sqlite (default, under data_dir) or postgresql (postgresql://user:pass@host/db).
     url: str | None = None
+    #: Database password (kept out of the URL; use DSF_DATABASE_PASSWORD_FILE).
     password: Secret | None = None
 
 
@@ -110,6 +129,7 @@ class EngineSettings:
     fhir_base_url: str | None = None
     #: Engine database: SQLAlchemy URL; default SQLite ``engine.sqlite`` under data_dir.
     database_url: str | None = None
+    #: Engine database password (kept out of the URL).
     database_password: Secret | None = None
     #: CA certificates trusted for the server certificates of the local and remote mailboxes (default: tls.trust_client_cas).
     trust_server_cas: Path | None = None
@@ -123,8 +143,9 @@ class EngineSettings:
     catch_up_seconds: float = 60.0
     #: Seconds between reconnect attempts when the local mailbox is unreachable.
     reconnect_seconds: float = 5.0
-    #: Attempts to deliver a Task to a peer before the send counts as failed, and the pause between them.
+    #: Attempts to deliver a Task to a peer before the send counts as failed.
     send_attempts: int = 3
+    #: Seconds between those attempts.
     send_retry_seconds: float = 2.0
     #: Activities run concurrently per node.
     max_concurrent_activities: int = 64
@@ -134,14 +155,21 @@ class EngineSettings:
 class DataStoreSettings:
     """One local FHIR data store the process plugins read (``[data_stores.<name>]`` in the node TOML)."""
 
+    #: The store's FHIR base URL (required).
     base_url: str
+    #: How the node authenticates: none, basic, bearer or certificate.
     auth: Literal["none", "basic", "bearer", "certificate"] = "none"
+    #: auth = basic: the user name.
     username: str | None = None
+    #: auth = basic: the password.
     password: Secret | None = None
+    #: auth = bearer: the token.
     bearer_token: Secret | None = None
-    #: For auth = certificate (default: the organisation's client certificate) and for the server's CA.
+    #: auth = certificate: the client certificate (default: the organisation's).
     client_certificate: Path | None = None
+    #: auth = certificate: its private key (default: the organisation's).
     client_private_key: Path | None = None
+    #: CA certificates trusted for the store's server certificate (default: engine.trust_server_cas, else tls.trust_client_cas).
     trust_server_cas: Path | None = None
 
 
