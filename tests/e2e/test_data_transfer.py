@@ -54,6 +54,9 @@ def zip_bytes() -> bytes:
 CSV = "\ufeffid,diagnosis,age\n".encode() + b"".join(f"{i},I10,{20 + i % 60}\n".encode() for i in range(500))
 FHIR_BUNDLE = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
     {"resource": {"resourceType": "Patient", "id": f"p{i}", "gender": "female"}} for i in range(20)]}).encode()
+MEASURE_REPORT = {"resourceType": "MeasureReport", "status": "complete", "type": "summary",
+                  "measure": "http://example.org/fhir/Measure/cohort", "period": {"start": "2026-01-01", "end": "2026-12-31"},
+                  "group": [{"population": [{"count": 2}], "measureScore": {"value": 0.75}}]}
 ATTACHMENTS = {
     "P-CSV": ("text/csv", CSV),
     "P-ZIP": ("application/zip", zip_bytes()),
@@ -193,13 +196,20 @@ async def test_csv_zip_and_fhir_bundle_arrive_byte_identical(
     dic_store, dms_store = stores
     for project, (content_type, content) in ATTACHMENTS.items():
         await offer(dic_store, project, content_type, content)
+    # an attachment that is a FHIR resource of the store (sent as FHIR XML, as the Java plugin does)
+    report = await dic_store.client().create(MEASURE_REPORT)
+    await dic_store.client().create({
+        "resourceType": "DocumentReference", "status": "current",
+        "masterIdentifier": {"system": PROJECT, "value": "P-REPORT"},
+        "content": [{"attachment": {"contentType": "application/fhir+xml", "url": f"MeasureReport/{report.id}"}}]})
+    projects = [*ATTACHMENTS, "P-REPORT"]
     async with network(tmp_path, stores, dms_key[1], "PT60S") as net:
-        started = await asyncio.gather(*(start(net, project) for project in ATTACHMENTS))
+        started = await asyncio.gather(*(start(net, project) for project in projects))
         done = [await net.wait_for_task(DIC, t["id"], timeout=60) for t in started]
         for task in done:
             assert (task["status"], statuses(task)) == ("completed", [("receipt-ok", None)]), task.get("output")
         received = await net.search(DMS, "Task", {"status": "completed"})
-        assert len(received) == 3
+        assert len(received) == 4
         for task in received:
             assert task["requester"]["identifier"]["value"] == DIC
             assert statuses(task) == [("receive-ok", None)]
@@ -212,6 +222,11 @@ async def test_csv_zip_and_fhir_bundle_arrive_byte_identical(
             assert document["masterIdentifier"] == {"system": PROJECT, "value": project}
             assert document["content"][0]["attachment"]["contentType"] == content_type
             assert document["date"] == "2026-11-01T10:00:00+01:00"
+
+        [document] = [d async for d in dms_store.client().search_all("DocumentReference", {"identifier": f"{PROJECT}|P-REPORT"})]
+        arrived_report = await dms_store.client().read_url(dms_store.client().url(document["content"][0]["attachment"]["url"]))
+        assert arrived_report["resourceType"] == "MeasureReport" and arrived_report["id"] != report.id
+        assert {k: arrived_report[k] for k in MEASURE_REPORT} == MEASURE_REPORT
 
         # the private key is in no log line and no Task
         secret = [line for line in dms_key[1].read_text().splitlines() if "-----" not in line]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from decimal import Decimal
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,10 @@ class Extractor:
 
 
 def _restore(value: Any, payloads: Mapping[str, Path]) -> Any:
-    """``value`` with every remaining token (data outside the transferred Binary) put back inline."""
+    """``value`` with every remaining token (data outside the transferred Binary) put back inline, and
+    decimals as floats (what a FHIR client sends as JSON)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
     if isinstance(value, dict):
         return {k: _restore(v, payloads) for k, v in value.items()}
     if isinstance(value, list):

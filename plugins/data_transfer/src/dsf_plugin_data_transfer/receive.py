@@ -204,38 +204,39 @@ async def _existing_document(store: FhirClient, project: str, sender: str) -> st
 
 
 class InsertData(ServiceTask):
-    """Into the DMS data store: the Binary streamed, then the DocumentReference (new, or the project's existing one)."""
+    """Into the DMS data store: the attachment (a Binary streamed), then the DocumentReference pointing to it
+    (new, or the project's existing one from the same DIC); the attachment is removed again if that fails."""
 
     async def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
         store = api.fhir.data_store(config(api, DMS_STORE) or "default")
         start = variables.start_task
-        created_binary: str | None = None
+        stored: str | None = None
         try:
             bundle, streamed = read_skeleton(_extracted(api, variables))
             document_entry, other, index = _entries(bundle)
-            document = document_entry["resource"]
-            entries = [document_entry]
-            if other["resource"]["resourceType"] == "Binary":
+            document, resource = document_entry["resource"], dict(other["resource"])
+            if resource["resourceType"] == "Binary":
                 path = streamed.get(index)
-                content_type = other["resource"].get("contentType") or OCTET_STREAM
-                created = await store.create_binary(file_chunks(path) if path else b"", content_type=content_type)
-                created_binary = created.id
-                for content in document.get("content", []):
-                    if (content.get("attachment") or {}).get("url") == other.get("fullUrl"):
-                        content["attachment"]["url"] = f"Binary/{created.id}"
+                created = await store.create_binary(file_chunks(path) if path else b"",
+                                                    content_type=resource.get("contentType") or OCTET_STREAM)
             else:
-                entries.append(other)
+                resource.pop("id", None)
+                created = await store.create(resource)
+            stored = f"{resource['resourceType']}/{created.id}"
+            for content in document.get("content", []):
+                if (content.get("attachment") or {}).get("url") == other.get("fullUrl"):
+                    content["attachment"]["url"] = stored
             existing = await _existing_document(store, str(variables.get("projectIdentifier")), _sender(variables))
             if existing:
                 document["id"] = existing
                 document_entry["request"] = {"method": "PUT", "url": f"DocumentReference/{existing}"}
             else:
                 document.pop("id", None)
-            response = await store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            response = await store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [document_entry]})
             locations = [str(e.get("response", {}).get("location", "")) for e in response.get("entry", [])]
         except Exception as exc:
-            if created_binary is not None:
-                await _forget(store, created_binary)
+            if stored is not None:
+                await _forget(store, stored)
             await receive_failed(variables, "Insert data-set failed", exc)
         for location in locations:
             match = REFERENCE.match(location)
@@ -246,14 +247,15 @@ class InsertData(ServiceTask):
         add_status_output(start, "receive-ok")
         await variables.update_task(start)
         log.info("data set of project %s from %s stored: %s", variables.get("projectIdentifier"), _sender(variables),
-                 ", ".join(locations + ([f"Binary/{created_binary}"] if created_binary else [])))
+                 ", ".join([*locations, str(stored)]))
 
 
-async def _forget(store: FhirClient, binary_id: str) -> None:
+async def _forget(store: FhirClient, reference: str) -> None:
+    type_, id_ = reference.split("/")
     try:
-        await store.delete("Binary", binary_id)
+        await store.delete(type_, id_)
     except FhirClientError as exc:
-        log.warning("could not remove Binary/%s from the data store after a failed insert: %s", binary_id, exc)
+        log.warning("could not remove %s from the data store after a failed insert: %s", reference, exc)
 
 
 class HandleErrorReceive(ServiceTask):
