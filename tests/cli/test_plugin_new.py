@@ -134,7 +134,9 @@ def scaffold(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One plugin, written by the real command with a domain of its own."""
     directory = tmp_path_factory.mktemp("scaffold") / "my-plugin"
     name = unique_name()
-    code = cli_main.main(["plugin", "new", name, "--domain", "research.example-uni.de", "--directory", str(directory)])
+    with pytest.MonkeyPatch.context() as patch:  # the function-scoped only_plugin_group is not active here
+        patch.setattr(cli_main, "GROUPS", ("plugin",))
+        code = cli_main.main(["plugin", "new", name, "--domain", "research.example-uni.de", "--directory", str(directory)])
     assert code == 0
     return directory
 
