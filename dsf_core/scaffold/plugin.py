@@ -100,7 +100,7 @@ def _check_package(package: str) -> None:
     if package in _RESERVED_PACKAGES:
         raise ScaffoldError(f"package {package!r} is reserved (dsf-py and test layouts use it); choose another name or --package")
     if importlib.util.find_spec(package) is not None:
-        raise ScaffoldError(f"a module {package!r} is already importable here (installed, or in the current directory); "
+        raise ScaffoldError(f"a module {package!r} is already importable here (an installed distribution or a module on the Python path); "
                             "choose another name or --package")
 
 
