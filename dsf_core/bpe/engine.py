@@ -691,7 +691,9 @@ def _is_activity(spec: Any) -> bool:
 
 
 def _retry_delays(task: Any) -> list[float]:
-    """The pauses of the nearest ``camunda:failedJobRetryTimeCycle`` (``R3/PT5S`` → three retries 5 s apart)."""
+    """The pauses of the ``camunda:failedJobRetryTimeCycle`` (``R3/PT5S`` → three retries 5 s apart) of
+    the activity itself or, failing that, of the elements enclosing it — a multi-instance element
+    around its instances, a sub-process around its content — never of an activity before it."""
     current = task
     while current is not None:
         binding = getattr(current.task_spec, "binding", None)
@@ -701,9 +703,12 @@ def _retry_delays(task: Any) -> list[float]:
             except TimerError:
                 return []
         parent = current.parent
-        if parent is None and current.workflow is not current.workflow.top_workflow:
-            parent = current.workflow.top_workflow.get_task_from_id(current.workflow.parent_task_id)
-        current = parent
+        if parent is not None and getattr(parent.task_spec, "task_spec", None) == current.task_spec.name:
+            current = parent  # an instance of a multi-instance activity: the activity's own setting
+        elif current.workflow is not current.workflow.top_workflow:
+            current = current.workflow.top_workflow.get_task_from_id(current.workflow.parent_task_id)
+        else:
+            current = None
     return []
 
 

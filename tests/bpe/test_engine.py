@@ -614,3 +614,45 @@ async def test_ten_thousand_loop_iterations_with_a_stored_state_that_does_not_gr
         assert view.revision > 10_000  # saved before every activity run
         await h.restart()
         assert (await h.instance(instance_id)).variables["count"] == 10_000
+
+
+RETRY_SCOPE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+    id="Definitions_retry" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="dsfdev_retryScope" isExecutable="true" camunda:versionTag="1.0">
+    <bpmn:startEvent id="Begin"><bpmn:outgoing>f1</bpmn:outgoing><bpmn:messageEventDefinition id="Begin_def" messageRef="Message_start"/></bpmn:startEvent>
+    <bpmn:serviceTask id="First" camunda:class="retry.First">
+      <bpmn:extensionElements><camunda:failedJobRetryTimeCycle>R2/PT7S</camunda:failedJobRetryTimeCycle></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:serviceTask>
+    <bpmn:serviceTask id="Second" camunda:class="retry.Second"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:endEvent id="Finish"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="Begin" targetRef="First"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="First" targetRef="Second"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="Second" targetRef="Finish"/>
+  </bpmn:process>
+  <bpmn:message id="Message_start" name="start"/>
+</bpmn:definitions>
+"""
+
+
+async def test_a_retry_cycle_applies_to_its_own_activity_not_to_the_next(tmp_path: Path, pki_dir: Path) -> None:
+    calls: list[str] = []
+
+    class First(ServiceTask):
+        def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+            calls.append("first")
+
+    class Second(ServiceTask):
+        def execute(self, api: ProcessPluginApi, variables: Variables) -> None:
+            calls.append("second")
+            raise ValueError("always")
+
+    model = tmp_path / "retry-scope.bpmn"
+    model.write_text(RETRY_SCOPE_BPMN)
+    async with EngineHarness(tmp_path / "h", models=[model], class_map={"retry.First": First, "retry.Second": Second},
+                             pki_dir=pki_dir) as h:
+        instance_id = await h.start("dsfdev_retryScope")
+        assert (await h.instance(instance_id)).status == "failed"
+        assert calls == ["first", "second"]  # Second has no retry cycle: First's R2/PT7S is not its
+        assert h.sleep.calls == []
