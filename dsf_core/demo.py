@@ -135,14 +135,15 @@ class Demo:
             await self._offer_project(self.stores[DICS[0]])
             key = await asyncio.to_thread(_dms_key, self.directory / "keys")
             self.progress(f"network: {', '.join(o.identifier + ' (' + '+'.join(o.roles) + ')' for o in DEMO_ORGANIZATIONS)}")
-            excluded = "medizininformatik-initiativede_dataReceive"
+            transfer = self.directory / "data-transfer"
+            transfer.mkdir(parents=True, exist_ok=True)
+            (transfer / "dms.toml").write_text(f'dms_private_key = "{key}"\n')
+            (transfer / "dic.toml").write_text('receipt_timeout = "PT60S"\n')
             network = Network(
                 self.directory / "network", organizations=DEMO_ORGANIZATIONS, parent=PARENT, plugins=plugins,
                 data_stores={org: {"default": store} for org, store in self.stores.items()},
-                environ={"DE_MEDIZININFORMATIK_INITIATIVE_DMS_PRIVATE_KEY_FILE": str(key),
-                         "DE_MEDIZININFORMATIK_INITIATIVE_DATA_TRANSFER_RECEIPT_TIMEOUT": "PT60S"},
-                node_settings={org.identifier: {"DSF_ENGINE_EXCLUDED_PROCESSES": excluded}
-                               for org in DEMO_ORGANIZATIONS if org.identifier != DMS},
+                node_settings={org.identifier: {"DSF_PLUGINS_DATA_TRANSFER_CONFIG": str(
+                    transfer / ("dms.toml" if org.identifier == DMS else "dic.toml"))} for org in DEMO_ORGANIZATIONS},
             )
             self.network = await stack.enter_async_context(network)
             self.progress(f"ready in {time.monotonic() - started:.1f} s")

@@ -13,6 +13,7 @@ from datetime import date
 
 from dsf_core.api import ProcessPlugin
 from dsf_plugin_data_transfer.publish import publish_public_key
+from dsf_plugin_data_transfer.status import SETTINGS_NAME, check_settings
 
 __all__ = ["PLUGIN"]
 
@@ -51,4 +52,6 @@ PLUGIN = ProcessPlugin(
     title="MII data transfer",
     publisher="dsf-py",
     on_deployed=publish_public_key,
+    settings_name=SETTINGS_NAME,
+    check_settings=check_settings,
 )

@@ -19,6 +19,7 @@ from dsf_plugin_data_transfer.keys import (
     public_key_der,
     public_key_from_bundle,
 )
+from dsf_plugin_data_transfer.status import config_of
 
 __all__ = ["RECEIVE_PROCESS", "publish_public_key"]
 
@@ -30,7 +31,7 @@ RECEIVE_PROCESS = "medizininformatik-initiativede_dataReceive"
 async def publish_public_key(api: ProcessPluginApi, active: Sequence[str]) -> None:
     if RECEIVE_PROCESS not in active:
         return
-    key = load_public_key(api.config)
+    key = load_public_key(config_of(api))
     if key is None:
         log.warning("%s is active but no DMS key is configured: no DIC can send data sets here", RECEIVE_PROCESS)
         return

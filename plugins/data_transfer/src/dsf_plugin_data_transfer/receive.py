@@ -27,6 +27,7 @@ from dsf_plugin_data_transfer.status import (
     WORK_DIRECTORY,
     add_status_output,
     config,
+    config_of,
     status_inputs_from_outputs,
     status_parameter,
 )
@@ -111,7 +112,7 @@ class DownloadData(ServiceTask):
             if endpoint is None or str(endpoint.get("address", "")).rstrip("/") != match["base"].rstrip("/"):
                 # The DMS downloads with its own client certificate: only from the sender's own server.
                 raise ValueError(f"{reference} is not on the endpoint of the requesting organization {sender}")
-            key = load_private_key(api.config)
+            key = load_private_key(config_of(api))
             if key is None:
                 raise KeyConfigurationError("no DMS private key configured")
             directory = _directory(api, variables) / DATA_SET
