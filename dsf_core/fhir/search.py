@@ -1,10 +1,9 @@
-"""FHIR search: query parameters → a parsed request → SQL over the search index.
+"""FHIR search: a parsed request (``search_request``) → SQL over the search index.
 
-Parsing knows the FHIR rules (modifiers, prefixes, OR by comma, AND by repetition,
-control parameters); compiling turns each criterion into an ``EXISTS`` over
-``search_index`` so SQLite and PostgreSQL run identical SQL.  Read-access filtering
-is a clause handed in by the caller (``dsf_core.fhir.authz.access``), so totals are
-per identity.
+Compiling turns each criterion into an ``EXISTS`` over ``search_index`` so SQLite and
+PostgreSQL run identical SQL; a criterion with few index rows drives the search instead
+(``rid IN`` its rows).  Read-access filtering is a clause handed in by the caller
+(``dsf_core.fhir.authz.access``), so totals are per identity.
 """
 
 from __future__ import annotations
@@ -14,17 +13,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, func, literal_column, not_, or_, select, true
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause as Alias
 
-from dsf_core.errors import InvalidRequest, UnsupportedParameter
+from dsf_core.errors import InvalidRequest
 from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import DateError, date_range
 from dsf_core.fhir.indexing import normalize, parse_reference
-from dsf_core.fhir.search_params import INCLUDES, SearchParam, is_internal, params_for
+from dsf_core.fhir.search_params import SearchParam, params_for
+from dsf_core.fhir.search_request import SPECIAL, Criterion, SearchRequest, parse_search
 from dsf_core.fhir.storage.schema import resources, search_index
 from dsf_core.fhir.storage.store import RESOURCE_COLUMNS, ReadTx, Stored
+
+# The request side is re-exported: callers search through this module.
+__all__ = [
+    "Criterion",
+    "SearchRequest",
+    "SearchResult",
+    "base_query",
+    "criterion_clause",
+    "execute_search",
+    "find",
+    "find_internal",
+    "index_equals",
+    "parse_search",
+]
 
 # Aliases are built once: aliasing a table per query costs more than running the query.
 _A_CI = search_index.alias("ci")
@@ -38,41 +52,7 @@ _A_SI = search_index.alias("si")
 _A_SS = search_index.alias("ss")
 
 
-# Parameters that steer the search rather than filter it.
-CONTROL = frozenset({"_count", "_page", "_sort", "_include", "_revinclude", "_summary", "_format", "_pretty", "_elements"})
-SPECIAL = frozenset({"_id", "_lastUpdated"})
-MODIFIERS: dict[str, set[str | None]] = {
-    "token": {None, "not"},
-    "string": {None, "exact", "contains"},
-    "uri": {None, "below", "exact"},
-    "reference": {None, "identifier"},
-    "date": {None},
-    "quantity": {None},
-}
 _PREFIX = re.compile(r"^(eq|ne|gt|ge|lt|le|sa|eb|ap)?(.*)$")
-
-
-@dataclass(frozen=True)
-class Criterion:
-    name: str
-    modifier: str | None
-    values: tuple[str, ...]  # OR-ed
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    type: str
-    criteria: tuple[Criterion, ...] = ()
-    count: int = 20
-    page: int = 1
-    sort: tuple[tuple[str, bool], ...] = ()  # (name, descending)
-    includes: tuple[tuple[str, str], ...] = ()
-    revincludes: tuple[tuple[str, str], ...] = ()
-    summary_count: bool = False
-    unsupported: tuple[str, ...] = ()
-    # parameters as given, for the self link (control ones without paging)
-    echo: tuple[tuple[str, str], ...] = ()
-    elements: tuple[str, ...] = ()  # _elements: names, or Type.name for included types
 
 
 @dataclass
@@ -80,134 +60,7 @@ class SearchResult:
     total: int
     matches: list[Stored] = field(default_factory=list)
     included: list[Stored] = field(default_factory=list)
-
-
-_ELEMENT = re.compile(r"^(?:[A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
-
-
-def parse_elements(value: str) -> tuple[str, ...]:
-    """``_elements=a,b,Type.c``: top-level element names (``Type.`` for another type in the Bundle)."""
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    for name in names:
-        if not _ELEMENT.match(name):
-            raise InvalidRequest(f"_elements: {name!r} is not an element name", expression=["_elements"])
-    return names
-
-
-def _int(name: str, value: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise InvalidRequest(f"{name} must be >= {minimum}, got {number}")
-    return number
-
-
-def parse_search(
-    type_: str,
-    params: Sequence[tuple[str, str]],
-    *,
-    strict: bool,
-    default_count: int = 20,
-    max_count: int = 1000,
-) -> SearchRequest:
-    """Parse query parameters of ``GET [type]?...``; unknown parameters are errors only when strict."""
-    registry = params_for(type_)
-    criteria: list[Criterion] = []
-    unsupported: list[str] = []
-    count, page, summary_count = default_count, 1, False
-    elements: tuple[str, ...] = ()
-    sort: list[tuple[str, bool]] = []
-    includes: list[tuple[str, str]] = []
-    revincludes: list[tuple[str, str]] = []
-    echo: list[tuple[str, str]] = []
-
-    def reject(message: str, raw: str) -> None:
-        if strict:
-            raise UnsupportedParameter(message)
-        unsupported.append(raw)
-
-    for raw_name, value in params:
-        name, _, modifier = raw_name.partition(":")
-        mod = modifier or None
-        if name in CONTROL:
-            if name == "_count":
-                count = min(_int("_count", value, 0), max_count)
-                value = str(count)  # links carry the page size in effect
-            elif name == "_elements":
-                elements += parse_elements(value)
-            elif name == "_page":
-                page = _int("_page", value, 1)
-            elif name == "_summary":
-                if value == "count":
-                    summary_count = True
-                elif value not in ("false", "true", "data", "text"):
-                    reject(f"unsupported _summary value {value!r}", f"_summary={value}")
-            elif name == "_sort":
-                for item in value.split(","):
-                    item = item.strip()
-                    desc = item.startswith("-")
-                    key = item[1:] if desc else item
-                    if key in ("_id", "_lastUpdated") or (key in registry and not is_internal(key)):
-                        sort.append((key, desc))
-                    else:
-                        reject(f"unsupported _sort parameter {key!r} for {type_}", f"_sort={item}")
-            elif name in ("_include", "_revinclude"):
-                parts = value.split(":")
-                pair = (parts[0], parts[1]) if len(parts) >= 2 else None
-                if pair is None or pair not in INCLUDES or (name == "_include" and pair[0] != type_):
-                    reject(f"unsupported {name} value {value!r}", f"{name}={value}")
-                elif name == "_include":
-                    includes.append(pair)
-                else:
-                    revincludes.append(pair)
-            if name not in ("_page", "_format", "_pretty"):
-                echo.append((raw_name, value))
-            continue
-        if name in SPECIAL:
-            if mod is not None:
-                reject(f"modifier :{mod} is not supported for {name}", raw_name)
-                continue
-            criteria.append(Criterion(name, None, tuple(v for v in value.split(",") if v)))
-            echo.append((raw_name, value))
-            continue
-        param = registry.get(name)
-        if param is None or is_internal(name):
-            reject(f"unsupported search parameter {name!r} for {type_}", raw_name)
-            continue
-        if mod not in MODIFIERS[param.type]:
-            reject(f"unsupported modifier :{mod} for {param.type} parameter {name!r}", raw_name)
-            continue
-        values = tuple(_split_values(value))
-        if not values:
-            continue
-        criteria.append(Criterion(name, mod, values))
-        echo.append((raw_name, value))
-    return SearchRequest(
-        type_, tuple(criteria), count, page, tuple(sort), tuple(includes), tuple(revincludes), summary_count,
-        tuple(unsupported), tuple(echo), elements,
-    )
-
-
-def _split_values(value: str) -> list[str]:
-    """Split OR-ed values on commas not escaped with a backslash."""
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for ch in value:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return [p for p in parts if p != ""]
+    after: str | None = None  # cursor for the next page (default order, full page)
 
 
 # --- compiling ---------------------------------------------------------------------
@@ -332,15 +185,22 @@ def _value_conditions(si: Alias, param: SearchParam, c: Criterion, base_url: str
     return conditions
 
 
-def criterion_clause(type_: str, c: Criterion, base_url: str | None = None) -> ColumnElement[bool]:
-    """One criterion as a WHERE clause on ``resources``; a bad value is a 400 naming the parameter."""
+def criterion_clause(
+    type_: str, c: Criterion, base_url: str | None = None, *, per_row: bool = False
+) -> ColumnElement[bool]:
+    """One criterion as a WHERE clause on ``resources``; a bad value is a 400 naming the parameter.
+
+    ``per_row``: the index probe stays a subquery checked row by row (for a page walked in
+    _lastUpdated order); otherwise PostgreSQL may turn it into a semi-join over every match,
+    the better plan for a count and the worse one for a page that stops after its rows.
+    """
     try:
-        return _criterion_clause(type_, c, base_url)
+        return _criterion_clause(type_, c, base_url, per_row)
     except InvalidRequest as exc:
         raise InvalidRequest(f"search parameter {c.name!r}: {exc.message}", expression=[c.name]) from None
 
 
-def _criterion_clause(type_: str, c: Criterion, base_url: str | None) -> ColumnElement[bool]:
+def _criterion_clause(type_: str, c: Criterion, base_url: str | None, per_row: bool) -> ColumnElement[bool]:
     if c.name == "_id":
         return resources.c.id.in_(c.values)
     if c.name == "_lastUpdated":
@@ -349,11 +209,13 @@ def _criterion_clause(type_: str, c: Criterion, base_url: str | None) -> ColumnE
     si = _A_SI
     index_param = f"{c.name}:identifier" if c.modifier == "identifier" else c.name
     conditions = _value_conditions(si, param, c, base_url)
-        # Correlated on rid only (the row's type is implied), so the probe uses the covering
+    # Correlated on rid only (the row's type is implied), so the probe uses the covering
     # (rid, param, value, system) index and a LIMITed page stops after its rows.
-    match: ColumnElement[bool] = exists().where(
+    probe: Select[Any] = select(literal_column("1")).where(
         si.c.rid == resources.c.rid, si.c.param == index_param, or_(*conditions)
     )
+    # OFFSET 0 keeps PostgreSQL from pulling the subquery up into a join.
+    match: ColumnElement[bool] = (probe.offset(0) if per_row else probe).exists()
     if c.modifier == "identifier":
         # A literal reference matches too when the resource it points to has that identifier.
         lit = _A_LI
@@ -404,6 +266,91 @@ def base_query(type_: str, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
     )
 
 
+# A criterion with few index rows drives the search: its rows are the candidates, each checked
+# against the other criteria by rid.  Otherwise the resources of the type are walked in
+# _lastUpdated order and each is checked (a page stops after its rows; a count visits them all).
+DRIVE_LIMIT = 20_000
+_A_DR = search_index.alias("dr")
+
+
+@dataclass
+class _Built:
+    """The statements of one search (criteria and who asks), reused until evicted."""
+
+    clauses: list[ColumnElement[bool]]  # per criterion, on ``resources``
+    row_clauses: list[ColumnElement[bool]]  # the same, probed row by row (pages)
+    own: ColumnElement[bool] | None  # read access
+    drivers: dict[int, Select[Any]]  # criterion position -> SELECT rid of its index rows
+    counts: dict[int | str | None, Select[Any]] = field(default_factory=dict)  # by driver (None: walk)
+    pages: dict[Any, Select[Any]] = field(default_factory=dict)
+
+
+def _build(request: SearchRequest, access: Any, base_url: str | None) -> _Built:
+    clauses = [criterion_clause(request.type, c, base_url) for c in request.criteria]
+    row_clauses = [criterion_clause(request.type, c, base_url, per_row=True) for c in request.criteria]
+    drivers: dict[int, Select[Any]] = {}
+    for position, c in enumerate(request.criteria):
+        if c.name in SPECIAL or c.modifier in ("not", "identifier"):
+            continue
+        dr = _A_DR
+        conditions = _value_conditions(dr, params_for(request.type)[c.name], c, base_url)
+        drivers[position] = select(dr.c.rid).where(dr.c.type == request.type, dr.c.param == c.name, or_(*conditions))
+    return _Built(clauses, row_clauses, access(request.type), drivers)
+
+
+def _where(built: _Built, type_: str, driver: int | None, *, page: bool = False) -> list[ColumnElement[bool]]:
+    """Every criterion on ``resources``; a driver replaces its own clause by ``rid IN (its rows)``.
+
+    Index rows exist only for current, undeleted versions, so a driven search needs no type,
+    current or deleted condition, and without them the only way in is the driver's rids.
+    """
+    access = [built.own] if built.own is not None else []
+    clauses = built.row_clauses if page else built.clauses
+    if driver is None:
+        return [resources.c.type == type_, resources.c.current, resources.c.deleted == false(), *clauses, *access]
+    others = [clause for position, clause in enumerate(clauses) if position != driver]
+    return [resources.c.rid.in_(built.drivers[driver]), *others, *access]
+
+
+# Equality lookups are covered by the (type, param, value, system) index; try them first, so the
+# range and prefix criteria are probed (if at all) only up to the best count found so far.
+_PROBE_ORDER = {"token": 0, "reference": 0, "uri": 1, "string": 2, "date": 3, "quantity": 3}
+
+
+async def _choose_driver(tx: ReadTx, built: _Built, request: SearchRequest) -> tuple[int | None, int | None]:
+    """The criterion with the fewest index rows, if it has at most DRIVE_LIMIT (and that number)."""
+    registry = params_for(request.type)
+    order = sorted(built.drivers, key=lambda p: (_PROBE_ORDER[registry[request.criteria[p].name].type], p))
+    best: tuple[int | None, int | None] = (None, None)
+    for position in order:
+        limit = DRIVE_LIMIT if best[1] is None else best[1] - 1
+        if limit < 0:
+            break
+        probe = select(func.count()).select_from(built.drivers[position].limit(limit + 1).subquery())
+        found = int((await tx.conn.execute(probe)).scalar_one())
+        if found <= limit:
+            best = (position, found)
+    return best
+
+
+def _count_statement(built: _Built, type_: str, driver: int | None, dialect: str) -> Select[Any]:
+    key: int | str | None = driver
+    if driver is None and dialect == "postgresql" and built.own is None and len(built.clauses) == 1 and built.drivers:
+        # One criterion with many matches, nothing else to check: PostgreSQL counts the distinct
+        # rids of its rows in the covering index (a hash of rids) several times faster than it
+        # joins them to the resources.  SQLite sorts them for DISTINCT, slower than its walk.
+        key = "index"
+    stmt = built.counts.get(key)
+    if stmt is None:
+        if key == "index":
+            rows = next(iter(built.drivers.values()))
+            stmt = select(func.count()).select_from(rows.distinct().subquery())
+        else:
+            stmt = select(func.count()).select_from(resources).where(*_where(built, type_, driver))
+        built.counts[key] = stmt
+    return stmt
+
+
 async def execute_search(
     tx: ReadTx,
     request: SearchRequest,
@@ -414,47 +361,60 @@ async def execute_search(
 ) -> SearchResult:
     """Run a parsed search.  ``access(type) -> clause | None`` filters what the identity may read.
 
-    ``count_key`` (hashable: the criteria and who asks) lets an exact total be reused until the
-    next write of the type, where the store can see every write (SQLite: one process).  Counting
-    is the expensive half of a search over many matches; the page itself stops after its rows.
+    ``count_key`` (hashable: the criteria and who asks) lets an exact total (and the choice of
+    driver) be reused until the next write of the type, where the store can see every write
+    (SQLite: one process).  Counting is the expensive half of a search over many matches.
     """
-    built = _STATEMENTS.get((count_key, request.type)) if count_key is not None else None
+    statements_key = (count_key, request.type, tx.dialect)
+    built = _STATEMENTS.get(statements_key) if count_key is not None else None
     if built is None:
-        where = [criterion_clause(request.type, c, base_url) for c in request.criteria]
-        own = access(request.type)
-        if own is not None:
-            where.append(own)
-        count_stmt = select(func.count()).select_from(resources).where(
-            resources.c.type == request.type, resources.c.current, resources.c.deleted == false(), *where
-        )
-        built = (where, count_stmt, {})
+        built = _build(request, access, base_url)
         if count_key is not None:
             if len(_STATEMENTS) > 2048:
                 _STATEMENTS.clear()
-            _STATEMENTS[(count_key, request.type)] = built
-    where, count_stmt, pages = built
+            _STATEMENTS[statements_key] = built
     counts = _count_cache(tx, request.type) if count_key is not None else None
     cached = counts.get(count_key) if counts is not None else None
     if cached is not None:
-        total = int(cached)
+        total, driver = cached
     else:
-        total = int((await tx.conn.execute(count_stmt)).scalar_one())
+        driver, rows = await _choose_driver(tx, built, request)
+        if rows == 0:
+            total = 0
+        else:
+            total = int((await tx.conn.execute(_count_statement(built, request.type, driver, tx.dialect))).scalar_one())
         if counts is not None:
-            counts.put(count_key, total)
+            counts.put(count_key, (total, driver))
     result = SearchResult(total)
-    if request.summary_count or request.count == 0:
+    if request.summary_count or request.count == 0 or total <= (request.page - 1) * request.count:
         return result
-    # Default order: oldest first by _lastUpdated, which the (type, current, deleted, last_updated)
-    # index delivers without sorting, so a page stops after its rows.
-    page_key = (request.sort, request.count, request.page)
-    stmt = pages.get(page_key)
+    # Behind a cursor (our next links, default order) a page starts where the last one ended
+    # instead of skipping every earlier match again.
+    cursor = request.after if not request.sort else None
+    page_key = (driver, request.sort, request.count, None if cursor else request.page)
+    stmt = built.pages.get(page_key)
     if stmt is None:
-        order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [resources.c.last_updated.asc()]
+        # Walking: oldest first by _lastUpdated, which the (type, current, deleted, last_updated)
+        # index delivers without sorting, so a page stops after its rows.  Driven: the few
+        # matches are sorted (``+ 0`` keeps planners from walking the _lastUpdated index instead).
+        default = resources.c.last_updated if driver is None else resources.c.last_updated + 0
+        order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [default.asc()]
         order.append(resources.c.rid.asc())
-        stmt = base_query(request.type, where).order_by(*order).limit(request.count).offset((request.page - 1) * request.count)
-        if count_key is not None and len(pages) < 64:
-            pages[page_key] = stmt
-    result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt)).all()]
+        where = _where(built, request.type, driver, page=True)
+        if cursor:
+            lu: Any = bindparam("after_lu")
+            rid: Any = bindparam("after_rid")
+            where += [resources.c.last_updated >= lu, or_(resources.c.last_updated > lu, resources.c.rid > rid)]
+        stmt = select(*RESOURCE_COLUMNS).where(*where).order_by(*order).limit(request.count)
+        if not cursor:
+            stmt = stmt.offset((request.page - 1) * request.count)
+        if count_key is not None and len(built.pages) < 64:
+            built.pages[page_key] = stmt
+    parameters = {"after_lu": cursor[0], "after_rid": cursor[1]} if cursor else {}
+    result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
+    if not request.sort and len(result.matches) == request.count:
+        last = result.matches[-1]
+        result.after = f"{last.last_updated}.{last.rid}"
     if result.matches and (request.includes or request.revincludes):
         result.included = await _includes(tx, request, result.matches, access)
     return result
@@ -462,7 +422,7 @@ async def execute_search(
 
 # Built statements by (criteria and who asks, type): constructing SQLAlchemy expressions costs more
 # than running an indexed page query.  Statements are immutable; the dict is bounded.
-_STATEMENTS: dict[Any, tuple[list[ColumnElement[bool]], Select[Any], dict[Any, Select[Any]]]] = {}
+_STATEMENTS: dict[Any, _Built] = {}
 
 
 def _count_cache(tx: ReadTx, type_: str) -> Any:

@@ -11,6 +11,7 @@ import orjson
 
 from dsf_core.fhir.dates import format_instant
 from dsf_core.fhir.search import SearchRequest, SearchResult
+from dsf_core.fhir.search_request import AFTER
 from dsf_core.fhir.storage.store import Stored
 from dsf_core.errors import operation_outcome
 from dsf_core.server import elements
@@ -34,7 +35,10 @@ def _link(url: str, params: Sequence[tuple[str, str]], **extra: Any) -> str:
     return f"{url}?{urlencode(query, safe='|:,/')}" if query else url
 
 
-def paging_links(url: str, echo: Sequence[tuple[str, str]], total: int, count: int, page: int) -> list[dict[str, str]]:
+def paging_links(
+    url: str, echo: Sequence[tuple[str, str]], total: int, count: int, page: int, after: str | None = None
+) -> list[dict[str, str]]:
+    """self, first, previous, next, last; ``after``: the cursor the next link continues from."""
     links = [{"relation": "self", "url": _link(url, echo, _page=page) if count else _link(url, echo)}]
     if count <= 0:
         return links
@@ -43,7 +47,8 @@ def paging_links(url: str, echo: Sequence[tuple[str, str]], total: int, count: i
     if page > 1:
         links.append({"relation": "previous", "url": _link(url, echo, _page=min(page - 1, last))})
     if page < last:
-        links.append({"relation": "next", "url": _link(url, echo, _page=page + 1)})
+        cursor = {AFTER: after} if after else {}
+        links.append({"relation": "next", "url": _link(url, echo, _page=page + 1, **cursor)})
     links.append({"relation": "last", "url": _link(url, echo, _page=last)})
     return links
 
@@ -66,7 +71,7 @@ def searchset(base_url: str, request: SearchRequest, result: SearchResult, now_m
         "meta": {"lastUpdated": format_instant(now_ms)},
         "type": "searchset",
         "total": result.total,
-        "link": paging_links(url, request.echo, result.total, count, request.page),
+        "link": paging_links(url, request.echo, result.total, count, request.page, result.after),
     }
     if entries:
         bundle["entry"] = entries

@@ -16,7 +16,7 @@ from aiohttp import web
 from dsf_core.errors import InvalidRequest, NotFound
 from dsf_core.fhir.dates import format_http_date
 from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
-from dsf_core.fhir.search import parse_elements
+from dsf_core.fhir.search_request import parse_elements
 from dsf_core.server import binary, bundles, capabilities, elements, keys, transaction
 from dsf_core.server.formats import (
     Format,

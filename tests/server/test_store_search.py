@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import pytest_asyncio
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select, text
 
+from dsf_core.fhir import search
 from dsf_core.fhir.storage import migrations
 from dsf_core.fhir.storage.schema import search_index, search_params_state
 from dsf_core.fhir.storage.store import Store as StorageStore
@@ -439,7 +441,7 @@ async def test_capability_statement_lists_the_parameters(store: DataStore) -> No
     assert by_type["MedicationAdministration"]["effective-time"] == "date"
 
 
-async def test_types_whose_parameters_changed_are_reindexed_at_start(tmp_path: Path, database_url: str) -> None:
+async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(tmp_path: Path, database_url: str) -> None:
     """A store written before a parameter existed gets its rows at the next start, and only then."""
     condition = {"resourceType": "Condition", "code": coding(ICD, "I10"), "subject": {"reference": "Patient/x"},
                  "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active")}
@@ -447,9 +449,10 @@ async def test_types_whose_parameters_changed_are_reindexed_at_start(tmp_path: P
     try:
         async with store.write() as tx:
             stored = await tx.create(condition)
-        async with store.write() as tx:  # as an older version left it: no row, no fingerprint
+        async with store.write() as tx:  # as an older version left it: no row, no fingerprint, no range index
             await tx.conn.execute(delete(search_index).where(search_index.c.param == "clinical-status"))
             await tx.conn.execute(delete(search_params_state).where(search_params_state.c.type == "Condition"))
+            await tx.conn.execute(text("DROP INDEX ix_search_range"))
     finally:
         await store.close()
 
@@ -464,6 +467,9 @@ async def test_types_whose_parameters_changed_are_reindexed_at_start(tmp_path: P
     store = await StorageStore.open(database_url)
     try:
         assert [tuple(r) for r in await clinical_status_rows()] == [(stored.rid, "active")]
+        async with store.engine.begin() as conn:
+            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("search_index"))
+            assert "ix_search_range" in {index["name"] for index in indexes}
         async with store.engine.begin() as conn:
             assert await migrations.reindex_changed(conn) == []  # fingerprints recorded: nothing to do
     finally:
@@ -543,3 +549,60 @@ async def test_document_reference_identifier_covers_the_master_identifier(tmp_pa
         for query, total in ((f"{project}|P1", 1), ("urn:other|x", 1), (f"{project}|P2", 0)):
             bundle = await (await http.get(mb.url("DocumentReference"), params={"identifier": query}, headers=JSON)).json()
             assert bundle["total"] == total, query
+
+
+# --- plans and paging -----------------------------------------------------------------
+
+
+async def test_walked_and_driven_searches_agree(store: DataStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A criterion with few index rows drives a search; with DRIVE_LIMIT 0 every search walks the type."""
+    queries = [
+        f"Observation?code={LOINC}|718-7&value-quantity=ge5.4|{UCUM}|g/dL",
+        "Observation?value-quantity=ne5.4&status=final",
+        f"Condition?code={ICD}|&clinical-status:not=active",
+        f"Condition?patient={store.ids['p1']},{store.ids['p2']}&recorded-date=lt2024-06",
+        "Patient?family=m&gender=female",
+        "Encounter?date=eq2024",
+        "Consent?mii-provision-provision-code=2.16.840.1.113883.3.1937.777.24.5.3.6&_id=" + store.ids["cs2"].split("/")[1],
+    ]
+    driven = [await store.keys(q) for q in queries]
+    assert all(driven)
+    monkeypatch.setattr(search, "DRIVE_LIMIT", 0)
+    search._STATEMENTS.clear()
+    store.mb.store.invalidate({"Observation", "Condition", "Patient", "Encounter", "Consent"})
+    assert [await store.keys(q) for q in queries] == driven
+
+
+async def test_next_links_continue_behind_the_last_match(store: DataStore) -> None:
+    for query in (f"Observation?code={LOINC}|&_count=3&_elements=subject", "Observation?status:not=preliminary&_count=3"):
+        status, page = await store.get(query)
+        seen: list[str] = []
+        while True:
+            seen += [e["resource"]["id"] for e in page["entry"]]
+            nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+            if not nxt:
+                break
+            assert "__after=" in nxt[0]
+            status, page = await store.get(nxt[0].split("/fhir/", 1)[1])
+            assert status == 200
+        assert len(seen) == len(set(seen)) == page["total"] == 9
+    _, by_offset = await store.get(f"Observation?code={LOINC}|&_count=3&_page=3")
+    assert [e["resource"]["id"] for e in by_offset["entry"]] == seen[6:]
+    issue = await store.error("Observation?__after=yesterday")
+    assert issue["code"] == "invalid" and issue["expression"] == ["__after"]
+
+
+async def test_a_code_search_reads_the_value_index(store: DataStore, database_url: str) -> None:
+    """The plan of a selective code count: from the (type, param, value, system) index to the rows by rid."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL plans depend on table statistics; see the benchmark notes in docs/fhir-api.md")
+    request = search.parse_search("Condition", [("code", f"{ICD}|E11.9")], strict=True)
+    built = search._build(request, lambda _type: None, None)
+    async with store.mb.store.read() as tx:
+        driver, rows = await search._choose_driver(tx, built, request)
+        assert (driver, rows) == (0, 1)
+        statement = search._count_statement(built, "Condition", driver, tx.dialect)
+        compiled = statement.compile(dialect=tx.conn.sync.dialect, compile_kwargs={"literal_binds": True})
+        plan = [row[-1] for row in (await tx.conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()]
+    assert any("USING INTEGER PRIMARY KEY" in step for step in plan), plan
+    assert any("COVERING INDEX ix_search_value (type=? AND param=? AND value=? AND system=?)" in step for step in plan), plan

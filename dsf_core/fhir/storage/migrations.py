@@ -1,4 +1,8 @@
-"""Start-up upkeep of the search index: re-index the types whose search parameters changed.
+"""Start-up upkeep of the search index: new indexes, and re-indexing types whose parameters changed.
+
+``create_all`` creates missing tables with their indexes, but not an index added later to a
+table that exists; ``upgrade`` creates those (``CREATE INDEX`` on a large store takes a while,
+once).
 
 Index rows are written with each resource, from the registry as it was then.  When a parameter
 of a type is added or its paths change, the rows of resources stored before are missing or
@@ -21,13 +25,25 @@ from sqlalchemy import delete, false, insert, select
 from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
 from dsf_core.fhir.search_params import params_for
-from dsf_core.fhir.storage.schema import resources, search_index, search_params_state
+from dsf_core.fhir.storage.schema import metadata, resources, search_index, search_params_state
 
 log = logging.getLogger(__name__)
 
 # Bump when indexing.py changes the rows a parameter yields (not only when the registry changes).
 INDEXER_VERSION = 2
 _BATCH = 1000
+
+
+async def upgrade(conn: Any) -> None:
+    """Create indexes missing from existing tables, then re-index what changed."""
+    await conn.run_sync(_create_missing_indexes)
+    await reindex_changed(conn)
+
+
+def _create_missing_indexes(sync_conn: Any) -> None:
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(sync_conn, checkfirst=True)
 
 
 def fingerprints() -> dict[str, str]:

@@ -12,7 +12,8 @@
 * ``search_params_state`` — per resource type, the fingerprint of the search parameters its
   index rows were built with; a type whose parameters changed is re-indexed at start-up
   (``migrations.py``).
-* ``schema_version`` — migrations applied at start-up.  2: ``search_params_state``.
+* ``schema_version`` — migrations applied at start-up.  2: ``search_params_state`` and
+  ``ix_search_range`` (indexes added to existing tables are created by ``migrations.py``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ search_index = Table(
     Index("ix_search_value", "type", "param", "value", "system", "rid"),
     Index("ix_search_norm", "type", "param", "norm", "rid"),
     Index("ix_search_rid", "rid", "param", "value", "system"),
+    # dates and quantities: a range probe (Encounter?date=eq2024) reads the index, not the rows
+    Index(
+        "ix_search_range",
+        "type",
+        "param",
+        "low",
+        "high",
+        "rid",
+        sqlite_where=text("low IS NOT NULL"),
+        postgresql_where=text("low IS NOT NULL"),
+    ),
 )
 
 read_access = Table(

@@ -470,7 +470,7 @@ class Store:
                 await conn.execute(
                     insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
                 )
-            await migrations.reindex_changed(conn)
+            await migrations.upgrade(conn)
             if self.dialect == "sqlite":
                 await conn.execute(text("PRAGMA optimize"))
 
