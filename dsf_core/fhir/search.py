@@ -36,6 +36,7 @@ __all__ = [
     "execute_search",
     "find",
     "find_internal",
+    "find_matches",
     "index_equals",
     "parse_search",
 ]
@@ -500,9 +501,23 @@ async def _includes(tx: ReadTx, request: SearchRequest, matches: list[Stored], a
 async def find(tx: ReadTx, type_: str, params: Sequence[tuple[str, str]], *, limit: int = 100) -> list[Stored]:
     """Internal lookup without read-access filtering (authorization rules, conditional requests)."""
     request = parse_search(type_, params, strict=True, default_count=limit, max_count=limit)
-    where = [criterion_clause(type_, c) for c in request.criteria]
-    stmt = base_query(type_, where).order_by(resources.c.rid).limit(limit)
-    return [Stored.from_row(r) for r in (await tx.conn.execute(stmt)).all()]
+    return await find_matches(tx, request, limit=limit)
+
+
+async def find_matches(
+    tx: ReadTx, request: SearchRequest, *, base_url: str | None = None, limit: int = 100
+) -> list[Stored]:
+    """The first matches of a parsed request by row order, without read-access filtering.
+
+    Driven by a criterion with few index rows like a search, so a conditional request on a
+    large store does not walk every resource of the type.
+    """
+    built = _build(request, lambda _type: None, base_url)
+    driver, rows = await _choose_driver(tx, built, request)
+    if rows == 0:
+        return []
+    stmt = select(*RESOURCE_COLUMNS).where(*_where(built, request.type, driver, page=True))
+    return [Stored.from_row(r) for r in (await tx.conn.execute(stmt.order_by(resources.c.rid).limit(limit))).all()]
 
 
 async def find_internal(tx: ReadTx, type_: str, clauses: Sequence[ColumnElement[bool]], *, limit: int = 100) -> list[Stored]:

@@ -606,3 +606,13 @@ async def test_a_code_search_reads_the_value_index(store: DataStore, database_ur
         plan = [row[-1] for row in (await tx.conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()]
     assert any("USING INTEGER PRIMARY KEY" in step for step in plan), plan
     assert any("COVERING INDEX ix_search_value (type=? AND param=? AND value=? AND system=?)" in step for step in plan), plan
+
+
+async def test_internal_lookups_find_what_a_search_finds(store: DataStore) -> None:
+    by_id = {v.split("/")[1]: k for k, v in store.ids.items()}
+    async with store.mb.store.read() as tx:
+        found = await search.find(tx, "Observation", [("code", f"{LOINC}|718-7"), ("patient", store.ids["p2"])])
+        assert sorted(by_id[s.id] for s in found) == ["o2", "o8"]
+        assert await search.find(tx, "Observation", [("code", f"{LOINC}|nothing"), ("status", "final")]) == []
+        found = await search.find(tx, "Condition", [("clinical-status:not", "active")], limit=1)
+        assert [by_id[s.id] for s in found] == ["c2"]
