@@ -441,14 +441,23 @@ async def test_capability_statement_lists_the_parameters(store: DataStore) -> No
     assert by_type["MedicationAdministration"]["effective-time"] == "date"
 
 
-async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(tmp_path: Path, database_url: str) -> None:
+async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A store written before a parameter existed gets its rows at the next start, and only then."""
-    condition = {"resourceType": "Condition", "code": coding(ICD, "I10"), "subject": {"reference": "Patient/x"},
-                 "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active")}
+    monkeypatch.setattr(migrations, "_BATCH", 2)  # three resources: two batches
+    statuses = ("active", "resolved", "active")
     store = await StorageStore.open(database_url)
     try:
         async with store.write() as tx:
-            stored = await tx.create(condition)
+            stored = [
+                await tx.create(
+                    {"resourceType": "Condition", "code": coding(ICD, "I10"), "subject": {"reference": "Patient/x"},
+                     "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", status)}
+                )
+                for status in statuses
+            ]
+            await tx.delete("Condition", stored[2].id)
         async with store.write() as tx:  # as an older version left it: no row, no fingerprint, no range index
             await tx.conn.execute(delete(search_index).where(search_index.c.param == "clinical-status"))
             await tx.conn.execute(delete(search_params_state).where(search_params_state.c.type == "Condition"))
@@ -466,7 +475,7 @@ async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(tmp_pat
 
     store = await StorageStore.open(database_url)
     try:
-        assert [tuple(r) for r in await clinical_status_rows()] == [(stored.rid, "active")]
+        assert sorted(tuple(r) for r in await clinical_status_rows()) == [(stored[0].rid, "active"), (stored[1].rid, "resolved")]
         async with store.engine.begin() as conn:
             indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("search_index"))
             assert "ix_search_range" in {index["name"] for index in indexes}

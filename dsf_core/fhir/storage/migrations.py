@@ -65,9 +65,9 @@ async def reindex_changed(conn: Any) -> list[str]:
     empty = (await conn.execute(select(resources.c.rid).limit(1))).first() is None
     if not empty:
         for type_ in changed:
+            log.info("search parameters of %s changed: rebuilding its search index", type_)
             count = await _reindex(conn, type_)
-            if count:
-                log.info("search index of %s rebuilt for %d resources (its search parameters changed)", type_, count)
+            log.info("search index of %s rebuilt for %d resources", type_, count)
     await conn.execute(delete(search_params_state).where(search_params_state.c.type.in_(changed)))
     await conn.execute(insert(search_params_state), [{"type": t, "fingerprint": wanted[t]} for t in changed])
     return changed
@@ -103,3 +103,5 @@ async def _reindex(conn: Any, type_: str) -> int:
         if rows:
             await conn.execute(insert(search_index), rows)
         last, done = rids[-1], done + len(batch)
+        if done % (_BATCH * 100) == 0:
+            log.info("search index of %s: %d resources rebuilt so far", type_, done)
