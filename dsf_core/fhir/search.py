@@ -1,8 +1,8 @@
 """FHIR search: a parsed request (``search_request``) → SQL over the search index.
 
 Compiling turns each criterion into an ``EXISTS`` over ``search_index`` so SQLite and
-PostgreSQL run identical SQL; a criterion with few index rows drives the search instead
-(``rid IN`` its rows).  Read-access filtering is a clause handed in by the caller
+PostgreSQL run identical SQL (one exception: ``_count_statement``); a criterion with few index
+rows drives the search instead (``rid IN`` its rows).  Read-access filtering is a clause handed in by the caller
 (``dsf_core.fhir.authz.access``), so totals are per identity.
 """
 
