@@ -39,7 +39,8 @@ class Secret(str):
 class NodeSettings:
     #: ``dsf``: a DSF mailbox (DSF authorization rules); ``store``: a plain FHIR data store (see Data-store mode).
     mode: Literal["dsf", "store"] = "dsf"
-    #: Where the SQLite databases (``fhir.sqlite``, ``engine.sqlite``) and Binary scratch files go.
+    #: Where the SQLite databases (``fhir.sqlite``, ``engine.sqlite``) and, with SQLite, the Binary
+    #: payload files (``binaries``) go.
     data_dir: Path = Path("data")
 
 
@@ -119,6 +120,10 @@ class DatabaseSettings:
     url: str | None = None
     #: Database password (kept out of the URL; use DSF_DATABASE_PASSWORD_FILE).
     password: Secret | None = None
+    #: Directory of the Binary payload files (default with SQLite: ``binaries`` under data_dir).
+    #: With PostgreSQL unset = payloads in the database; set = files, in a directory every
+    #: mailbox worker of that database shares. One directory per database (see Binary payloads).
+    binary_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,15 @@ class Settings:
         if self.database.url:
             return _with_password(self.database.url, self.database.password)
         return f"sqlite+aiosqlite:///{(self.node.data_dir / 'fhir.sqlite').resolve()}"
+
+    @property
+    def binary_dir(self) -> Path | None:
+        """Where the mailbox keeps Binary payloads as files; None: in the (PostgreSQL) database."""
+        if self.database.binary_dir is not None:
+            return self.database.binary_dir.resolve()
+        if self.database_url.startswith("sqlite"):
+            return (self.node.data_dir / "binaries").resolve()
+        return None
 
     @property
     def base_path(self) -> str:

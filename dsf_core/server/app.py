@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from dsf_core import pki
+from dsf_core.fhir.storage.blobs import BinaryStorageError
 from dsf_core.fhir.storage.store import Clock, Store, system_clock
 from dsf_core.server import keys
 from dsf_core.server.identify import IdentityResolver
@@ -38,7 +39,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.database_url.startswith("sqlite"):
             settings.node.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.database_url, clock=clock)
+        try:
+            store = await Store.open(settings.database_url, clock=clock, binary_dir=settings.binary_dir)
+        except BinaryStorageError as exc:
+            raise SettingsError(f"database.binary_dir: {exc}") from None
         app[keys.STORE] = store
         app[keys.RESOLVER] = IdentityResolver(settings, store)
         try:

@@ -1,13 +1,16 @@
 """Binary: raw upload and download, streamed both ways, with HTTP Range requests.
 
 Raw upload (any Content-Type that is not FHIR) needs ``X-Security-Context``: the
-reference whose read access the Binary inherits (optional in data-store mode).  The payload goes into chunk rows as
-it arrives and is linked to the Binary version only if the write is authorised.
-Download streams chunk by chunk; ``Range: bytes=a-b`` (one range) gives 206.
+reference whose read access the Binary inherits (optional in data-store mode).  The payload is
+stored as it arrives (a file or chunk rows, ``fhir/storage/blobs.py``) and linked to the Binary
+version only if the write is authorised.  Download streams a piece at a time, or — a file on a
+connection without TLS (behind a reverse proxy) — goes out by ``sendfile`` without passing
+through Python; ``Range: bytes=a-b`` (one range) gives 206.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +20,7 @@ from aiohttp import web
 
 from dsf_core.errors import Forbidden, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dsf_core.fhir.dates import format_http_date
+from dsf_core.fhir.storage.blobs import FILE, PIECE, BlobInfo
 from dsf_core.fhir.storage.store import Stored
 from dsf_core.fhir.xml import json_default
 from dsf_core.server import keys
@@ -49,7 +53,7 @@ def _security_context(request: web.Request, ctx: Ctx) -> str | None:
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
     limit = request.app[keys.SETTINGS].server.max_binary_bytes
     received = 0
-    async for piece in request.content.iter_chunked(256 * 1024):
+    async for piece in request.content.iter_chunked(PIECE):
         received += len(piece)
         if limit and received > limit:
             raise PayloadTooLarge(f"Binary larger than the configured limit of {limit} bytes")
@@ -159,7 +163,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 async def download(request: web.Request, ctx: Ctx, stored: Stored) -> web.StreamResponse:
     resource = stored.resource
-    size = await _blob_size(ctx, stored)
+    info = await ctx.store.blob_info(stored.blob_id) if stored.blob_id else None
+    size = info.size if info else 0
     headers = {
         "ETag": stored.etag,
         "Last-Modified": format_http_date(stored.last_updated),
@@ -170,8 +175,8 @@ async def download(request: web.Request, ctx: Ctx, stored: Stored) -> web.Stream
     if _wants_fhir(request):
         fmt = negotiate(request.query, request.headers.get("Accept"))
         if fmt.kind == "json" and not fmt.pretty:
-            return await _stream_fhir_json(request, ctx, stored, resource, headers)
-        payload = b"".join([c async for c in ctx.store.read_blob(stored.blob_id)]) if stored.blob_id else b""
+            return await _stream_fhir_json(request, ctx, info, resource, headers)
+        payload = b"".join([c async for c in ctx.store.blobs.read(info)]) if info else b""
         if payload:
             resource["data"] = base64.b64encode(payload).decode()
         return fhir_response(dumps(resource, fmt), fmt, headers=headers)
@@ -193,23 +198,35 @@ async def download(request: web.Request, ctx: Ctx, stored: Stored) -> web.Stream
     response = web.StreamResponse(status=status, headers=headers)
     response.content_type = content_type
     response.content_length = length
-    await response.prepare(request)
-    if request.method != "HEAD" and stored.blob_id and length:
-        async for piece in ctx.store.read_blob(stored.blob_id, start, end):
+    if request.method == "HEAD" or info is None or not length:
+        await response.prepare(request)
+    elif info.location == FILE and request.transport is not None and request.transport.get_extra_info("sslcontext") is None:
+        await _sendfile(request, response, ctx, info, start, length)
+    else:
+        await response.prepare(request)
+        async for piece in ctx.store.blobs.read(info, start, end):
             await response.write(piece)
     await response.write_eof()
     return response
 
 
-async def _blob_size(ctx: Ctx, stored: Stored) -> int:
-    if not stored.blob_id:
-        return 0
-    async with ctx.store.read() as tx:
-        return await tx.blob_size(stored.blob_id)
+async def _sendfile(
+    request: web.Request, response: web.StreamResponse, ctx: Ctx, info: BlobInfo, start: int, length: int
+) -> None:
+    """The file straight from the page cache to the socket (``sendfile``; plain TCP only, TLS needs the bytes in Python)."""
+    handle = await ctx.store.blobs.open_file(info)  # before the headers: a missing file is still a clean 500
+    try:
+        await response.prepare(request)
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        await asyncio.get_running_loop().sendfile(transport, handle, start, length)
+    finally:
+        handle.close()
 
 
 async def _stream_fhir_json(
-    request: web.Request, ctx: Ctx, stored: Stored, resource: dict[str, Any], headers: dict[str, str]
+    request: web.Request, ctx: Ctx, info: BlobInfo | None, resource: dict[str, Any], headers: dict[str, str]
 ) -> web.StreamResponse:
     """The Binary as FHIR JSON with base64 ``data``, encoded chunk by chunk (bounded memory)."""
     head = orjson.dumps(resource, default=json_default)[:-1]
@@ -222,8 +239,8 @@ async def _stream_fhir_json(
         return response
     await response.write(head + b',"data":"')
     carry = b""
-    if stored.blob_id:
-        async for piece in ctx.store.read_blob(stored.blob_id):
+    if info is not None:
+        async for piece in ctx.store.blobs.read(info):
             piece = carry + piece
             cut = len(piece) - len(piece) % 3
             await response.write(base64.b64encode(piece[:cut]))

@@ -60,6 +60,7 @@ class MailboxHarness:
         trusted_proxies: Sequence[str] = (),
         server_overrides: Mapping[str, Any] | None = None,
         auth_overrides: Mapping[str, Any] | None = None,
+        database_overrides: Mapping[str, Any] | None = None,
         pki_dir: Path | None = None,
     ) -> None:
         self.directory = directory
@@ -72,6 +73,7 @@ class MailboxHarness:
         self.trusted_proxies = tuple(trusted_proxies)
         self.server_overrides = dict(server_overrides or {})
         self.auth_overrides = dict(auth_overrides or {})
+        self.database_overrides = dict(database_overrides or {})
         self.pki_dir = pki_dir or directory / "pki"
         self.mailbox: Mailbox | None = None
         self.orgs: dict[str, pki.OrganizationFiles] = {}
@@ -140,7 +142,7 @@ class MailboxHarness:
                 client_private_key=local_files.client.key_path,
                 init_bundle=bundle_path if self.mode == "dsf" else None,
             ),
-            database=DatabaseSettings(url=self.database_url),
+            database=replace(DatabaseSettings(url=self.database_url), **self.database_overrides),
         )
         self.mailbox = Mailbox(self.settings)
         await self.mailbox.start(sock)

@@ -1,8 +1,9 @@
-"""Start-up upkeep of the search index: new indexes, and re-indexing types whose parameters changed.
+"""Start-up upkeep of the schema and the search index: new columns and indexes, re-indexing types
+whose parameters changed.
 
-``create_all`` creates missing tables with their indexes, but not an index added later to a
-table that exists; ``upgrade`` creates those (``CREATE INDEX`` on a large store takes a while,
-once).
+``create_all`` creates missing tables with their indexes, but neither a column nor an index added
+later to a table that exists; ``upgrade`` adds those (nullable columns only, e.g. ``blobs.location``
+of schema 3; ``CREATE INDEX`` on a large store takes a while, once).
 
 Index rows are written with each resource, from the registry as it was then.  When a parameter
 of a type is added or its paths change, the rows of resources stored before are missing or
@@ -20,7 +21,7 @@ import logging
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, false, insert, select
+from sqlalchemy import delete, false, insert, inspect, select, text
 
 from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.resource_types import RESOURCE_TYPES, STORE_EXTRA_TYPES
@@ -35,9 +36,24 @@ _BATCH = 1000
 
 
 async def upgrade(conn: Any) -> None:
-    """Create indexes missing from existing tables, then re-index what changed."""
+    """Add columns and indexes missing from existing tables, then re-index what changed."""
+    await conn.run_sync(_add_missing_columns)
     await conn.run_sync(_create_missing_indexes)
     await reindex_changed(conn)
+
+
+def _add_missing_columns(sync_conn: Any) -> None:
+    inspector = inspect(sync_conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"cannot add the NOT NULL column {table.name}.{column.name} to an existing table")
+            log.info("schema: adding column %s.%s", table.name, column.name)
+            type_ = column.type.compile(dialect=sync_conn.dialect)
+            sync_conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {type_}"))
 
 
 def _create_missing_indexes(sync_conn: Any) -> None:

@@ -7,13 +7,18 @@
   replaced in the same transaction as the write.
 * ``read_access`` — the read-access tags of each version (ALL / LOCAL / ORGANIZATION /
   ROLE), so read filtering happens in SQL and totals are per identity.
-* ``blobs`` / ``blob_chunks`` — Binary payloads in fixed-size chunks, streamed in and
-  out and never held whole in memory.
+* ``blobs`` / ``blob_chunks`` — Binary payloads, streamed in and out and never held whole in
+  memory: ``blobs.location`` says where each is, ``file`` (a file in the binary directory) or
+  ``database`` (fixed-size ``blob_chunks`` rows; NULL in rows from before schema 3); see
+  ``blobs.py``.
+* ``store_info`` — facts about the store itself: ``store_id``, a random id made at creation,
+  which a binary directory records so it is never shared by two databases.
 * ``search_params_state`` — per resource type, the fingerprint of the search parameters its
   index rows were built with; a type whose parameters changed is re-indexed at start-up
   (``migrations.py``).
 * ``schema_version`` — migrations applied at start-up.  2: ``search_params_state`` and
-  ``ix_search_range`` (indexes added to existing tables are created by ``migrations.py``).
+  ``ix_search_range`` (indexes added to existing tables are created by ``migrations.py``);
+  3: ``blobs.location`` and ``store_info`` (columns added to existing tables too).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -114,9 +119,12 @@ blobs = Table(
     metadata,
     Column("blob_id", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("chunk_size", Integer, nullable=False),
+    Column("chunk_size", Integer, nullable=False),  # 0 for a file
+    # database payloads: false while the chunks stream in, true once a committed version names it;
+    # a file's row is only written then
     Column("complete", Boolean, nullable=False),
     Column("created", BigInteger, nullable=False),
+    Column("location", String(16), nullable=True),  # file | database (NULL: database, written before schema 3)
 )
 
 blob_chunks = Table(
@@ -125,6 +133,13 @@ blob_chunks = Table(
     Column("blob_id", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+store_info = Table(
+    "store_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 search_params_state = Table(

@@ -2,7 +2,9 @@
 
 ``Store.write()`` opens one write transaction (``WriteTx``); everything done in it —
 resource versions, search-index rows, read-access rows, blob links — commits or rolls
-back together.  Events for subscriptions are published only after commit.
+back together.  Events for subscriptions are published only after commit, and so are the
+file removals a permanent delete asks for (``WriteTx.after_commit``).  Binary payloads are
+``Store.blobs`` (``blobs.py``: files in ``binary_dir``, or chunk rows).
 
 Concurrency: SQLite has one writer, so writes of a process are serialised by an
 asyncio lock (and ``BEGIN IMMEDIATE`` guards against other processes).  On PostgreSQL
@@ -18,13 +20,14 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Select, and_, bindparam, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import Engine, Select, bindparam, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
@@ -34,9 +37,10 @@ from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import migrations, schema
+from dsf_core.fhir.storage.blobs import STALE_SECONDS, BlobInfo, BlobStore
 from dsf_core.fhir.storage.caches import TypeCache
 from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine, RawRow
-from dsf_core.fhir.storage.schema import blob_chunks, blobs, read_access, resources, search_index
+from dsf_core.fhir.storage.schema import read_access, resources, search_index, store_info
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +200,6 @@ class ReadTx:
         by_rid = {row.rid: Stored.from_row(row) for row in result}
         return [by_rid[r] for r in rids if r in by_rid]
 
-    async def blob_size(self, blob_id: str) -> int:
-        size = (await self.conn.execute(select(blobs.c.size).where(blobs.c.blob_id == blob_id))).scalar()
-        return int(size or 0)
-
 
 class WriteTx(ReadTx):
     """A write transaction; all-or-nothing."""
@@ -207,6 +207,8 @@ class WriteTx(ReadTx):
     def __init__(self, store: Store, conn: AsyncConnection | InlineConnection) -> None:
         super().__init__(store, conn)
         self.events: list[ResourceEvent] = []
+        #: run once the transaction has committed (and the SQLite write lock is released)
+        self.after_commit: list[Callable[[], Awaitable[None]]] = []
         self._locked: set[str] = set()
 
     async def lock(self, key: str) -> None:
@@ -283,6 +285,8 @@ class WriteTx(ReadTx):
         new_id = id_ or str(uuid.uuid4())
         if id_ is not None and await self.current(resource["resourceType"], new_id) is not None:
             raise Conflict(f"{resource['resourceType']}/{new_id} exists already")
+        if blob_id is not None:
+            await self.store.blobs.link(self, blob_id)
         return await self._insert_version(resource, new_id, 1, "POST", blob_id)
 
     async def update(
@@ -304,7 +308,9 @@ class WriteTx(ReadTx):
                 f"version conflict: {type_}/{id_} is at version {previous.version}, If-Match asked for {expected_version}"
             )
         await self._retire(previous)
-        if blob_id is None and keep_blob:
+        if blob_id is not None:
+            await self.store.blobs.link(self, blob_id)
+        elif keep_blob:
             blob_id = previous.blob_id
         return await self._insert_version(resource, id_, previous.version + 1, "PUT", blob_id)
 
@@ -345,15 +351,13 @@ class WriteTx(ReadTx):
             )
         ).all()
         rids = [r.rid for r in rows]
-        blob_ids = {r.blob_id for r in rows if r.blob_id}
+        blob_ids = sorted({r.blob_id for r in rows if r.blob_id})
         if not rids:
             return 0
         await self.conn.execute(delete(search_index).where(search_index.c.rid.in_(rids)))
         await self.conn.execute(delete(read_access).where(read_access.c.rid.in_(rids)))
         await self.conn.execute(delete(resources).where(resources.c.rid.in_(rids)))
-        for blob_id in blob_ids:
-            await self.conn.execute(delete(blob_chunks).where(blob_chunks.c.blob_id == blob_id))
-            await self.conn.execute(delete(blobs).where(blobs.c.blob_id == blob_id))
+        await self.store.blobs.delete_in(self, blob_ids)
         return len(rids)
 
 
@@ -364,11 +368,18 @@ class Store:
     engine: Any  # AsyncEngine (PostgreSQL) or InlineEngine (SQLite)
     dialect: str
     clock: Clock = system_clock
+    #: where new Binary payloads go as files; None: chunk rows in the database
+    binary_dir: Path | None = None
     listeners: list[Callable[[ResourceEvent], None]] = field(default_factory=list)
+    store_id: str = ""  # store_info.store_id, read at start-up
+    blobs: BlobStore = field(init=False)
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_ts: int = 0
     _caches: dict[str, TypeCache] = field(default_factory=dict)
     _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
+
+    def __post_init__(self) -> None:
+        self.blobs = BlobStore(self, self.binary_dir)
 
     def type_cache(self, name: str, *types: str) -> TypeCache:
         """The named cache of values derived from resources of ``types`` (created on first use)."""
@@ -421,7 +432,14 @@ class Store:
             cache.clear()
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5) -> Store:
+    async def open(
+        cls, url: str, *, clock: Clock = system_clock, pool_size: int = 5, binary_dir: Path | None = None
+    ) -> Store:
+        """Connect, migrate the schema, claim ``binary_dir`` and sweep what crashes left of payloads.
+
+        Raises :class:`~dsf_core.fhir.storage.blobs.BinaryStorageError` when ``binary_dir`` belongs
+        to another database, or when payloads are files and ``binary_dir`` is None.
+        """
         url = normalize_database_url(url)
         if url.startswith("sqlite"):
             sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
@@ -441,8 +459,15 @@ class Store:
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
             dialect = "postgresql"
-        store = cls(engine, dialect, clock)
-        await store.migrate()
+        store = cls(engine, dialect, clock, binary_dir)
+        try:
+            await store.migrate()
+            await store.blobs.open(store.store_id)
+            # One process owns a SQLite store; PostgreSQL workers may be writing payloads right now.
+            await store.blobs.sweep(stale_seconds=0.0 if dialect == "sqlite" else STALE_SECONDS)
+        except BaseException:
+            await engine.dispose()
+            raise
         if dialect == "postgresql":
             await store._listen()
         return store
@@ -471,6 +496,11 @@ class Store:
                     insert(schema.schema_version).values(version=schema.SCHEMA_VERSION, applied=self.clock())
                 )
             await migrations.upgrade(conn)
+            store_id = (await conn.execute(select(store_info.c.value).where(store_info.c.key == "store_id"))).scalar()
+            if store_id is None:
+                store_id = uuid.uuid4().hex
+                await conn.execute(insert(store_info).values(key="store_id", value=store_id))
+            self.store_id = str(store_id)
             if self.dialect == "sqlite":
                 await conn.execute(text("PRAGMA optimize"))
 
@@ -490,6 +520,7 @@ class Store:
                     async with conn.begin():
                         yield tx
                     self._publish(tx.events)
+            await self._after_commit(tx)
         else:
             async with self.engine.connect() as conn:
                 tx = WriteTx(self, conn)
@@ -500,6 +531,15 @@ class Store:
                         types = ",".join(sorted({ev.stored.type for ev in tx.events}))
                         await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": _CHANNEL, "p": types})
                 self._publish(tx.events)
+            await self._after_commit(tx)
+
+    @staticmethod
+    async def _after_commit(tx: WriteTx) -> None:
+        for action in tx.after_commit:
+            try:
+                await action()
+            except Exception:  # committed is committed; what is left behind the start-up sweep removes
+                log.exception("action after commit failed")
 
     def _publish(self, events: list[ResourceEvent]) -> None:
         self.invalidate({ev.stored.type for ev in events})
@@ -510,75 +550,25 @@ class Store:
                 except Exception:  # a broken listener must not undo a committed write
                     log.exception("resource event listener failed")
 
-    # --- blobs -----------------------------------------------------------------------
+    # --- blobs (blobs.py) ------------------------------------------------------------
 
-    async def write_blob(self, chunks: AsyncIterator[bytes], *, chunk_size: int = 1024 * 1024) -> tuple[str, int]:
-        """Stream a payload into chunk rows, committing batch by batch so memory stays bounded.
-
-        The blob is invisible until a resource version links it; a failed upload deletes it.
-        """
-        blob_id = uuid.uuid4().hex
-        async with self.write() as tx:
-            await tx.conn.execute(
-                insert(blobs).values(blob_id=blob_id, size=0, chunk_size=chunk_size, complete=False, created=self.clock())
-            )
-        size = 0
-        seq = 0
-        buffer = bytearray()
-        try:
-            async for piece in chunks:
-                buffer.extend(piece)
-                while len(buffer) >= chunk_size:
-                    await self._write_chunk(blob_id, seq, bytes(buffer[:chunk_size]))
-                    del buffer[:chunk_size]
-                    seq += 1
-                    size += chunk_size
-            if buffer:
-                await self._write_chunk(blob_id, seq, bytes(buffer))
-                size += len(buffer)
-            async with self.write() as tx:
-                await tx.conn.execute(update(blobs).where(blobs.c.blob_id == blob_id).values(size=size, complete=True))
-        except BaseException:
-            await self.delete_blob(blob_id)
-            raise
-        return blob_id, size
-
-    async def _write_chunk(self, blob_id: str, seq: int, data: bytes) -> None:
-        async with self.write() as tx:
-            await tx.conn.execute(insert(blob_chunks).values(blob_id=blob_id, seq=seq, data=data))
+    async def write_blob(self, chunks: AsyncIterable[bytes]) -> tuple[str, int]:
+        """Stream a payload in; it stays invisible until a resource version names it (``blob_id``)."""
+        return await self.blobs.write(chunks)
 
     async def delete_blob(self, blob_id: str) -> None:
-        async with self.write() as tx:
-            await tx.conn.execute(delete(blob_chunks).where(blob_chunks.c.blob_id == blob_id))
-            await tx.conn.execute(delete(blobs).where(blobs.c.blob_id == blob_id))
+        """Remove a payload no committed version names (after a failed or refused write)."""
+        await self.blobs.discard(blob_id)
+
+    async def blob_info(self, blob_id: str) -> BlobInfo | None:
+        return await self.blobs.info(blob_id)
 
     async def read_blob(self, blob_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Yield bytes ``start`` .. ``end`` (inclusive) of a payload, one chunk row at a time."""
-        async with self.read() as tx:
-            meta = (await tx.conn.execute(select(blobs).where(blobs.c.blob_id == blob_id))).first()
-        if meta is None:
-            return
-        size, chunk_size = int(meta.size), int(meta.chunk_size)
-        last = size - 1 if end is None else min(end, size - 1)
-        if size == 0 or start > last:
-            return
-        seq = start // chunk_size
-        while seq * chunk_size <= last:
-            async with self.read() as tx:
-                data = (
-                    await tx.conn.execute(
-                        select(blob_chunks.c.data).where(
-                            and_(blob_chunks.c.blob_id == blob_id, blob_chunks.c.seq == seq)
-                        )
-                    )
-                ).scalar()
-            if data is None:
-                raise RuntimeError(f"blob {blob_id} is missing chunk {seq}")
-            offset = seq * chunk_size
-            lo = max(start - offset, 0)
-            hi = min(last - offset, len(data) - 1)
-            yield bytes(data[lo : hi + 1])
-            seq += 1
+        """Yield bytes ``start`` .. ``end`` (inclusive) of a payload, a piece at a time."""
+        info = await self.blobs.info(blob_id)
+        if info is not None:
+            async for piece in self.blobs.read(info, start, end):
+                yield piece
 
 
 def configure_sqlite(engine: Engine) -> None:
