@@ -198,3 +198,10 @@ async def test_a_stale_request_task_fails(tmp_path: Path) -> None:
         errors = [o["valueString"] for o in failed["output"] if o["type"]["coding"][0]["code"] == "error"]
         assert len(errors) == 1 and "is stale" in errors[0]
         assert await net.search("dic1.test", "Task") == []
+
+
+async def test_an_hrp_without_dics_completes_with_a_zero_aggregate(tmp_path: Path) -> None:
+    async with Network(tmp_path / "net", organizations=[OrgSpec("hrp.test", ("HRP",))], plugins=[PLUGIN]) as net:
+        done = await run_query(net, timeout=30)
+        assert dic_results(done) == {}
+        assert await aggregated_count(net, done) == 0
