@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dsf_plugin_data_transfer import mime
+from dsf_plugin_data_transfer import data_set, mime
 from dsf_plugin_data_transfer.data_set import (
     PROJECT_IDENTIFIER,
     Base64Encoder,
@@ -35,6 +35,15 @@ def zip_bytes() -> bytes:
 
 CSV = "\ufeffid,age\n1,42\n2,17\n".encode()
 FHIR_BUNDLE = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": []}).encode()
+
+
+@pytest.fixture(params=["pybase64", "binascii"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base64 by pybase64 when installed, else by binascii: the same bytes and the same refusals."""
+    if request.param == "binascii":
+        monkeypatch.setattr(data_set, "_pybase64", None)
+    elif data_set._pybase64 is None:
+        pytest.skip("pybase64 is not installed")
 
 
 def binary_bundle(content_type: str = "text/csv") -> dict[str, object]:
@@ -78,6 +87,7 @@ async def test_streamed_xml_is_the_xml_of_the_whole_bundle(size: int) -> None:
     assert await streamed(bundle, payload, size) == to_xml(whole)
 
 
+@pytest.mark.usefixtures("codec")
 def test_base64_encoder_of_any_split_is_base64() -> None:
     data = os.urandom(1000)
     for size in (1, 2, 4, 999):
@@ -96,6 +106,7 @@ def extract(xml: bytes, directory: Path, size: int = 997) -> tuple[dict[str, obj
     return read_skeleton(extractor.close())
 
 
+@pytest.mark.usefixtures("codec")
 @pytest.mark.parametrize("size", [1, 5, 13, 997, 10**6])
 @pytest.mark.parametrize("payload", [CSV, b"", os.urandom(50_000)], ids=["csv", "empty", "random"])
 async def test_extracting_gives_back_bundle_and_bytes(tmp_path: Path, payload: bytes, size: int) -> None:
@@ -107,6 +118,7 @@ async def test_extracting_gives_back_bundle_and_bytes(tmp_path: Path, payload: b
     assert len((tmp_path / "skeleton.xml").read_bytes()) < 2000
 
 
+@pytest.mark.usefixtures("codec")
 def test_a_java_serialised_bundle_with_single_quotes_and_namespaces(tmp_path: Path) -> None:
     data = base64.b64encode(CSV).decode()
     xml = (f"<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"transaction\"/><entry><fullUrl value=\"urn:uuid:a\"/>"
@@ -133,6 +145,7 @@ def test_data_outside_the_transferred_binary_goes_back_inline(tmp_path: Path) ->
     b'<Bundle xmlns="http://hl7.org/fhir"><entry>',
     b'not xml at all',
 ], ids=["short-base64", "padding-inside", "cut-in-data", "cut-in-xml", "no-xml"])
+@pytest.mark.usefixtures("codec")
 def test_broken_data_sets_are_refused(tmp_path: Path, broken: bytes) -> None:
     with pytest.raises(DataSetError):
         extract(broken, tmp_path, 4)
