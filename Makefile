@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml plugins/ping_pong/pyproject.toml plugins/hello
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,postgres]'
-	$(BIN)/pip install -q --no-deps -e plugins/ping_pong -e plugins/hello_world -e plugins/feasibility -e plugins/data_transfer -e plugins/report -e examples/site-inventory
+	$(BIN)/pip install -q -e plugins/ping_pong -e plugins/hello_world -e plugins/feasibility -e plugins/data_transfer -e plugins/report -e examples/site-inventory
 	touch $@
 
 setup: $(BIN)/.installed
