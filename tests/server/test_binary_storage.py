@@ -113,8 +113,13 @@ async def test_payload_round_trip_history_and_permanent_delete(
             assert payload_files(directory) == ([stored] if directory else [])
 
             assert (await http.post(mb.url(f"Binary/{bid}/$permanent-delete"), headers=JSON)).status == 200
-            assert payload_files(directory) == []
             assert await count(mb.store, blobs) == 0 and await count(mb.store, blob_chunks) == 0
+            assert (await http.get(url_, headers=RAW)).status == 404
+
+            async def unlinked() -> bool:  # after the answer, in the background
+                return payload_files(directory) == []
+
+            await eventually(unlinked, "the payload file is removed")
 
 
 async def test_interrupted_and_refused_uploads_leave_nothing(
@@ -335,3 +340,17 @@ async def test_a_payload_is_listed_only_by_its_committed_version(tmp_path: Path)
         assert payload_files(tmp_path / "binaries") == []
     finally:
         await store.close()
+
+
+async def test_closing_the_store_waits_for_files_being_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "binaries"
+    store = await Store.open(f"sqlite:///{tmp_path / 'fhir.sqlite'}", binary_dir=directory)
+    try:
+        blob_id, _ = await store.write_blob(one(os.urandom(3 * MiB)))
+        async with store.write() as tx:
+            stored = await tx.create({"resourceType": "Binary", "contentType": "text/plain"}, blob_id=blob_id)
+        async with store.write() as tx:
+            assert await tx.permanent_delete("Binary", stored.id) == 1
+    finally:
+        await store.close()
+    assert payload_files(directory) == []

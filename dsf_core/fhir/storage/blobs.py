@@ -19,7 +19,9 @@ Life of a payload:
    payload is therefore visible exactly when its resource version commits.
 3. A write that fails or is refused calls :meth:`BlobStore.discard`: temp file, file and rows go.
 4. ``$permanent-delete`` deletes the rows in its transaction (:meth:`BlobStore.delete_in`) and
-   unlinks the files after the commit.
+   unlinks the files after the commit, in the background: dropping a GiB file's pages from the
+   page cache takes the kernel most of a second, which the answer need not wait for
+   (:meth:`BlobStore.close` does).
 
 A crash leaves at most a temp file, a file without ``blobs`` row (crash between rename and
 commit, or between a permanent delete's commit and its unlink) or an incomplete database
@@ -218,6 +220,12 @@ class BlobStore:
     def __init__(self, store: Store, directory: Path | None) -> None:
         self.store = store
         self.directory = directory
+        self._unlinking: set[asyncio.Future[int]] = set()
+
+    async def close(self) -> None:
+        """Wait for the files still being removed."""
+        while self._unlinking:
+            await asyncio.gather(*self._unlinking, return_exceptions=True)
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -351,9 +359,17 @@ class BlobStore:
             paths = [self._path(b) for b in blob_ids]
 
             async def unlink() -> None:
-                await _run(_unlink_all, paths)
+                removal = _run(_unlink_all, paths)
+                self._unlinking.add(removal)
+                removal.add_done_callback(self._unlinked)
 
             tx.after_commit.append(unlink)
+
+    def _unlinked(self, removal: asyncio.Future[int]) -> None:
+        self._unlinking.discard(removal)
+        if not removal.cancelled() and removal.exception() is not None:
+            # the rows are gone: the start-up sweep removes the file
+            log.warning("could not remove a permanently deleted Binary payload: %s", removal.exception())
 
     # --- reading ----------------------------------------------------------------------
 

@@ -473,6 +473,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        await self.blobs.close()
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await listener.close()
