@@ -19,6 +19,7 @@ SubjectPublicKeyInfo. A DIC searches it there and checks the hash before encrypt
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping
@@ -91,6 +92,13 @@ def load_private_key(config: Config) -> RSAPrivateKey | None:
     pem = _pem(config, PRIVATE_KEY)
     if pem is None:
         return None
+    return _private_key(pem)
+
+
+@functools.lru_cache(maxsize=4)
+def _private_key(pem: bytes) -> RSAPrivateKey:
+    # Parsing checks the RSA-4096 key's consistency, ~0.3-0.6 s of CPU: once per key, not per data set
+    # (the PEM is read each time, so a replaced key file takes effect).
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):

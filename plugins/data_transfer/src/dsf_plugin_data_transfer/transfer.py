@@ -1,9 +1,13 @@
 """Moving a data set with bounded memory: read, encrypt and upload in one stream at the DIC;
 download and decrypt in one stream (resuming with ``Range``) into private files at the DMS.
 
-Nothing here holds a data set whole: pieces are at most :data:`~dsf_plugin_data_transfer.crypto.CHUNK_SIZE`
-(plus base64's third). The DMS's files live in a per-instance directory only its owner may read
-(:func:`work_directory`); the DIC needs none.
+Nothing here holds a data set whole: pieces are what the HTTP client hands over (at most its read
+buffer, 256 KiB) or :data:`PIECE` read from a file, plus base64's third. They are worked on as
+they come, on the event loop: AES-GCM, base64 and a page-cache write cost about a millisecond per
+MiB, less than handing each piece to a thread (the GIL changes hands twice) or gathering pieces
+into larger buffers (a temporary of a MiB or more is given back to the system by malloc when
+freed and costs 256 page faults on its next use). The DMS's files live in a per-instance
+directory only its owner may read (:func:`work_directory`); the DIC needs none.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from dsf_core.api import FhirClient, FhirClientError
-from dsf_plugin_data_transfer.crypto import CHUNK_SIZE, Decryptor, Encryptor
+from dsf_plugin_data_transfer.crypto import Decryptor, Encryptor
 from dsf_plugin_data_transfer.data_set import Extracted, Extractor, bundle_xml
 
 __all__ = [
@@ -31,7 +35,6 @@ __all__ = [
     "encrypted_data_set",
     "file_chunks",
     "read_head",
-    "rechunk",
     "remove_work_directory",
     "work_directory",
 ]
@@ -48,22 +51,14 @@ REFERENCE = re.compile(
 )
 
 
-async def rechunk(pieces: AsyncIterable[bytes], size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-    """The same bytes in pieces of ``size`` (the last may be shorter): fewer, larger writes downstream."""
-    buffer = bytearray()
-    async for piece in pieces:
-        buffer += piece
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)
+#: Bytes read from a file at a time.
+PIECE = 256 * 1024
 
 
 async def binary_content(client: FhirClient, ref: str) -> AsyncIterator[bytes]:
-    """A Binary's raw content as a stream."""
+    """A Binary's raw content as a stream, in the pieces it arrives in."""
     async with client.open_binary(ref, accept=OCTET_STREAM) as response:
-        async for piece in rechunk(response.content.iter_chunked(CHUNK_SIZE)):
+        async for piece in response.content.iter_any():
             yield piece
 
 
@@ -89,7 +84,7 @@ async def encrypted_data_set(
     yield encryptor.finalize()
 
 
-async def file_chunks(path: Path, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+async def file_chunks(path: Path, size: int = PIECE) -> AsyncIterator[bytes]:
     with path.open("rb") as source:
         while piece := source.read(size):
             yield piece
@@ -118,43 +113,29 @@ async def download_and_decrypt(
     extractor = Extractor(directory)
     decryptor = Decryptor(private_key, sender, receiver, extractor)
     received = 0
-    buffer = bytearray()
-
-    async def flush() -> None:
-        # AES-GCM, base64 and the file writes off the event loop, a MiB at a time.
-        nonlocal received
-        if buffer:
-            data = bytes(buffer)
-            buffer.clear()
-            await asyncio.to_thread(decryptor.update, data)
-            received += len(data)
-
     try:
         for attempt in range(1, attempts + 1):
             try:
                 async with client.open_binary(ref, accept=OCTET_STREAM, offset=received) as response:
                     if received and response.status != 206:
                         raise DownloadError(f"{ref}: the server does not resume downloads (Range)")
-                    async for piece in response.content.iter_chunked(CHUNK_SIZE):
-                        buffer += piece
-                        if len(buffer) >= CHUNK_SIZE:
-                            await flush()
-                await flush()
+                    async for piece in response.content.iter_any():  # decrypted as it comes (see above)
+                        decryptor.update(piece)
+                        received += len(piece)
                 break
             except FhirClientError as error:
-                await flush()  # what arrived before the break is good: the next attempt goes on after it
+                # what arrived before the break is decrypted: the next attempt goes on after it
                 if error.status != 0 or attempt == attempts:
                     raise
                 reason: BaseException = error
             except (aiohttp.ClientError, TimeoutError) as error:
-                await flush()
                 if attempt == attempts:
                     raise
                 reason = error
             log.warning("download of %s broke off after %d bytes (%s); resuming, attempt %d of %d",
                         ref, received, str(reason) or type(reason).__name__, attempt + 1, attempts)
             await sleep(pause)
-        await asyncio.to_thread(decryptor.finalize)
+        decryptor.finalize()
         return extractor.close()
     except BaseException:
         extractor.discard()
