@@ -8,10 +8,13 @@ no directory before stay readable after one is set.
 
 Life of a payload:
 
-1. :meth:`BlobStore.write` streams it in.  A file is written to ``incoming/<blob_id>.part`` in
-   1 MiB pieces on a worker thread (one piece in flight, so memory stays at two pieces), with
-   ``fdatasync`` started every 64 MiB in the background so that the final one finds little left
-   to write; then it is renamed into place and its directory fsync'd.  Chunk rows are committed
+1. :meth:`BlobStore.write` streams it in.  A file is written to ``incoming/<blob_id>.part`` by
+   ``writev`` of the pieces as they came (no copy), about 1 MiB at a time, on the event loop: into
+   the page cache that takes a fraction of a millisecond, no more than handing it to a thread and
+   waiting for the GIL to come back (measured: the same CPU per upload, the loop never idle).
+   ``fdatasync``, which waits for the disk, runs on a thread: every 64 MiB in the background, so
+   that the last one finds little left to write; then the file is renamed into place and its
+   directory fsync'd.  Chunk rows are committed
    one by one under a ``blobs`` row with ``complete`` false.  Either way the database does not
    list the payload yet.
 2. :meth:`BlobStore.link` runs in the write transaction of the resource version that names the
@@ -68,6 +71,7 @@ STALE_SECONDS = 24 * 3600.0
 _INCOMING = "incoming"
 _MARKER = "STORE_ID"
 _BATCH = 500
+_IOV_MAX = 1024
 
 T = TypeVar("T")
 
@@ -96,10 +100,15 @@ def _run(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _write_all(fd: int, data: bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while written:  # a short write ends inside some piece
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0], written = views[0][written:], 0
 
 
 def _sync_and_close(fd: int) -> None:
@@ -141,8 +150,8 @@ class _FileWriter:
         self.temp, self.final = temp, final
         self.size = 0
         self._fd = -1
-        self._buffer = bytearray()
-        self._write: asyncio.Future[None] | None = None
+        self._pieces: list[bytes] = []
+        self._pending = 0
         self._sync: asyncio.Future[None] | None = None
         self._close: asyncio.Future[None] | None = None
         self._place: asyncio.Future[None] | None = None
@@ -153,16 +162,18 @@ class _FileWriter:
         self._fd = await _run(os.open, self.temp, flags, 0o600)
 
     async def add(self, piece: bytes) -> None:
-        self._buffer += piece
-        if len(self._buffer) >= PIECE:
+        if type(piece) is not bytes:  # a buffer the caller may fill again: keep a copy
+            piece = bytes(piece)
+        self._pieces.append(piece)
+        self._pending += len(piece)
+        if self._pending >= PIECE:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self._write is not None:
-            await self._write  # one piece in flight while the next one fills
-        data, self._buffer = self._buffer, bytearray()
-        self.size += len(data)
-        self._write = _run(_write_all, self._fd, data)
+        pieces, self._pieces = self._pieces, []
+        _write_all(self._fd, pieces)
+        self.size += self._pending
+        self._pending = 0
         if self.size - self._synced >= SYNC_EVERY and (self._sync is None or self._sync.done()):
             if self._sync is not None:
                 await self._sync  # raises what the last one met
@@ -171,11 +182,10 @@ class _FileWriter:
 
     async def finish(self) -> int:
         """Write the rest, make it durable, move it into place; returns the size."""
-        if self._buffer:
+        if self._pieces:
             await self._flush()
-        for pending in (self._write, self._sync):
-            if pending is not None:
-                await pending
+        if self._sync is not None:
+            await self._sync
         self._close = _run(_sync_and_close, self._fd)
         await self._close
         self._place = _run(_place, self.temp, self.final)
@@ -195,7 +205,7 @@ class _FileWriter:
                 except OSError as exc:
                     log.warning("could not remove %s after a failed upload: %s", path, exc)
 
-        _after([self._write, self._sync, self._close, self._place], cleanup)
+        _after([self._sync, self._close, self._place], cleanup)
 
 
 def _place(temp: Path, final: Path) -> None:
