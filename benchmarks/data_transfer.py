@@ -327,7 +327,8 @@ async def run(sizes_mib: list[int], keep: bool) -> dict[str, Any]:
             dsf(["keys", "create", str(work / "keys")])
         finally:
             sys.stdout = stdout
-    results: dict[str, Any] = {"sizes": {}}
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+                               "load_average_before": os.getloadavg(), "sizes": {}}
     async with DataStoreServer(work / "dic-store") as dic_store, DataStoreServer(work / "dms-store") as dms_store:
         set_data_stores(layout.organization(DIC).config, {"default": dic_store.settings()})
         set_data_stores(layout.organization(DMS).config, {"default": dms_store.settings()})
@@ -347,6 +348,7 @@ async def run(sizes_mib: list[int], keep: bool) -> dict[str, Any]:
             results["sizes"][str(size_mib)]["floors"] = {"aes_gcm_encrypt_mib_s": encrypt, "aes_gcm_decrypt_mib_s": decrypt,
                                                           "tls_copy_mib_s": copy}
     results["cpus"] = os.cpu_count()
+    results["load_average_after"] = os.getloadavg()
     if keep:
         print(f"kept {work}", file=sys.stderr)
     else:
@@ -354,6 +356,13 @@ async def run(sizes_mib: list[int], keep: bool) -> dict[str, Any]:
 
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def _commit() -> str:
+    import subprocess
+
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return found.stdout.strip() or "unknown"
 
 
 def table(results: dict[str, Any]) -> str:

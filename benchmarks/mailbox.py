@@ -93,6 +93,7 @@ class Plan:
     create_seconds: float  # time limit of the fill
     binary_bytes: int
     binary_seconds: float  # time limit of each Binary direction
+    binary_files: bool = False  # PostgreSQL: payloads as files (database.binary_dir) instead of rows
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -107,6 +108,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         create_seconds=300.0 if quick else 1_200.0,
         binary_bytes=(args.binary_mib or (64 if quick else 1024)) * MiB,
         binary_seconds=300.0 if quick else 1_800.0,
+        binary_files=args.binary_files,
     )
 
 
@@ -219,7 +221,9 @@ def _toml(value: Any) -> str:
     return orjson.dumps(str(value)).decode()  # a JSON string is a valid TOML basic string here
 
 
-def write_node_toml(directory: Path, port: int, orgs: dict[str, pki.OrganizationFiles], ca: Path, db_url: str | None) -> Path:
+def write_node_toml(
+    directory: Path, port: int, orgs: dict[str, pki.OrganizationFiles], ca: Path, db_url: str | None, binary_files: bool = False
+) -> Path:
     local = orgs[LOCAL]
     (directory / "allow-list.json").write_bytes(orjson.dumps(allow_list(orgs)))
     lines = [
@@ -245,6 +249,8 @@ def write_node_toml(directory: Path, port: int, orgs: dict[str, pki.Organization
     ]
     if db_url:
         lines += ["", "[database]", f"url = {_toml(db_url)}"]
+        if binary_files:
+            lines.append(f"binary_dir = {_toml(directory / 'binaries')}")
     path = directory / "node.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -933,9 +939,10 @@ def markdown(report: dict[str, Any]) -> str:
         size = binary["bytes"] // MiB
         label = f"{size // 1024} GiB" if size >= 1024 else f"{size} MiB"
         ok = binary["peak_rss_increase_mib"] < GOAL_BINARY_RSS_MIB
+        stored = "rows in the database" if report["backend"] == "postgresql" and not plan.get("binary_files") else "files"
         lines += [
             "",
-            f"| Binary {label} (raw, streamed, SHA-256 verified) | MiB/s | s | server peak RSS increase | goal | met |",
+            f"| Binary {label} (raw, streamed, SHA-256 verified; payload {stored}) | MiB/s | s | server peak RSS increase | goal | met |",
             "|---|---:|---:|---:|---|:-:|",
             f"| upload `POST Binary` | {binary['upload_mib_s']:.1f} | {binary['upload_seconds']:.1f} | "
             f"{binary['hwm_after_upload_mib'] - binary['rss_before_mib']:.1f} MiB | < 100 MiB | "
@@ -977,7 +984,7 @@ async def run(plan: Plan, keep: bool) -> dict[str, Any]:
             env.db_pid = int((env.pg.directory / "data" / "postmaster.pid").read_text().split()[0])
             print(f"PostgreSQL cluster on port {env.pg.port}, postmaster pid {env.db_pid}", flush=True)
         port = free_port()
-        config = write_node_toml(directory, port, orgs, dev.ca_cert_path, db_url)
+        config = write_node_toml(directory, port, orgs, dev.ca_cert_path, db_url, plan.binary_files)
         env.server = ServerProcess(
             "dsf fhir server",
             [sys.executable, "-m", "dsf_core", "fhir", "start", "--config", str(config)],
@@ -1023,6 +1030,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, help="Tasks to store (default 10,000; 2,000 with --quick)")
     parser.add_argument("--seconds", type=float, help="time limit of each read/search/baseline phase")
     parser.add_argument("--binary-mib", type=int, help="Binary size in MiB (default 1024; 64 with --quick)")
+    parser.add_argument("--binary-files", action="store_true",
+                        help="PostgreSQL: Binary payloads as files (database.binary_dir), not rows (SQLite always uses files)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, database)")
     parser.add_argument("--output", type=Path, help="JSON result file (default benchmarks/results/mailbox-<backend>[-quick].json)")
     args = parser.parse_args(argv)
@@ -1037,7 +1046,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(report)
     print()
     print(text)
-    output = args.output or RESULTS / f"mailbox-{plan.backend}{'-quick' if args.quick else ''}.json"
+    files = "-files" if plan.binary_files and plan.backend == "postgresql" else ""
+    output = args.output or RESULTS / f"mailbox-{plan.backend}{files}{'-quick' if args.quick else ''}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(orjson.dumps(report | {"markdown": text}, option=orjson.OPT_INDENT_2))
     print(f"\nresults written to {output}")
