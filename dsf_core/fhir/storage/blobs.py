@@ -129,8 +129,8 @@ def _fsync_dir(path: Path) -> None:
 def _after(futures: Sequence[asyncio.Future[Any] | None], cleanup: Callable[[], None]) -> None:
     """Run ``cleanup`` once every future (work on a thread) has finished: at once, or from a callback.
 
-    A thread still writing to a descriptor must not see it closed (and reused) under it, and an
-    interrupted request must not wait for the disk.
+    A thread still syncing, closing or reading a descriptor must not see it closed (and reused)
+    under it, and an interrupted request must not wait for the disk.
     """
     running = [f for f in futures if f is not None and not f.done()]
     for f in futures:
@@ -495,8 +495,11 @@ def _stale_files(directory: Path, cutoff: float) -> list[str]:
     names = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
-                names.append(entry.name)
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    names.append(entry.name)
+            except FileNotFoundError:  # removed meanwhile (by another worker sharing the directory)
+                continue
     return names
 
 
