@@ -48,7 +48,8 @@ async def test_the_loop_reports_every_interval_for_years_in_a_state_that_does_no
             assert await h.run_due_timers() == 1
             if week in (10, 104):
                 sizes[week] = (await h.instance(view.id)).state_size
-        assert sizes[104] <= sizes[10], sizes
+        # bounded: 94 more weeks add nothing per week (a few bytes of longer numbers, e.g. ids and instants, may vary)
+        assert sizes[104] - sizes[10] < 64, sizes
         assert len(await send_starts(h)) == 105
         assert (await h.instance(view.id)).waiting() == ["intervalOrStop"]  # the interval timer or the stop signal
 
