@@ -271,10 +271,10 @@ def base_query(type_: str, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
 # against the other criteria by rid.  Otherwise the resources of the type are walked in
 # _lastUpdated order and each is checked (a page stops after its rows; a count visits them all).
 DRIVE_LIMIT = 20_000
-# A page is driven only by a criterion with at most this many rows: the driven rows are sorted
+# A page is driven only by a criterion with at most this many rows: the driven rows (whole resource rows) are sorted
 # for every page, so with thousands of matches walking the _lastUpdated index and stopping after
 # the page's rows is faster (the mailbox's Task?status=requested with 10,000 requested Tasks).
-PAGE_DRIVE_LIMIT = 2_000
+PAGE_DRIVE_LIMIT = 200
 _A_DR = search_index.alias("dr")
 
 
