@@ -39,6 +39,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/mailbox.py
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/feasibility.py
 
 clean:
 	rm -rf $(VENV) data .local

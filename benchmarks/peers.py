@@ -217,6 +217,12 @@ async def serve(args: argparse.Namespace) -> None:
     census = Census()
     organizations = [o for o in args.orgs.split(",") if o]
     peers: Nodes | BareServers = (Nodes if args.mode == "node" else BareServers)(args.network, organizations, census)
+    await run(peers, census)
+
+
+async def run(peers: Any, census: Census) -> None:
+    """Start *peers* (anything with async ``start``, ``stop_engines`` and ``stop``), print the ready
+    line, answer the commands on stdin until it closes or a signal comes, then stop them."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
