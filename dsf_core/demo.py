@@ -265,18 +265,11 @@ def _expect_code(code: str) -> Callable[[Mapping[str, Any]], str | None]:
 
 
 def _dms_key(directory: Path) -> Path:
-    """The DMS's RSA-4096 private key (made once per demo directory)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    """The DMS's RSA-4096 private key (made once per demo directory, as `dsf keys create` makes it)."""
+    from dsf_core.cli.keys import create_key_pair
 
     path = directory / "dms.key"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-    return path
+    return path if path.exists() else create_key_pair(directory)[0]
 
 
 def _code(system: str, code: str, display: str) -> dict[str, str]:

@@ -54,10 +54,10 @@ def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
     os.chmod(path, mode)
 
 
-def cmd_create(args: argparse.Namespace) -> int:
-    directory: Path = args.directory
-    private_path, public_path = directory / f"{args.name}.key", directory / f"{args.name}.pub"
-    if not args.force:
+def create_key_pair(directory: Path, name: str = "dms", *, force: bool = False) -> tuple[Path, Path, bytes]:
+    """Write ``directory/name.key`` (PKCS#8 PEM, 0600) and ``name.pub``; returns both paths and the public key's DER."""
+    private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
+    if not force:
         existing = [str(p) for p in (private_path, public_path) if p.exists()]
         if existing:
             raise CommandError(f"not replacing {', '.join(existing)} (use --force to replace the key pair)")
@@ -70,10 +70,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write(private_path, private_pem, 0o600, args.force)
-        _write(public_path, public_pem, 0o644, args.force)
+        _write(private_path, private_pem, 0o600, force)
+        _write(public_path, public_pem, 0o644, force)
     except OSError as exc:
         raise CommandError(f"{exc.filename or directory}: {exc.strerror or exc}") from exc
+    return private_path, public_path, der
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    private_path, public_path, der = create_key_pair(args.directory, args.name, force=args.force)
     print(f"private key: {private_path} (RSA-{KEY_BITS}, mode 0600)")
     print(f"public key:  {public_path}")
     print(f"SHA-256 of the public key: {base64.b64encode(hashlib.sha256(der).digest()).decode()}")
