@@ -948,7 +948,7 @@ def spiff_in_memory(process: Any, n: int) -> float:
     """The same model run by SpiffWorkflow alone: no engine bookkeeping, no serialisation, no database."""
     from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
 
-    from dsf_core.bpe.engine import run_engine_steps
+    from dsf_core.bpe.compaction import run_engine_steps
     from dsf_core.bpe.events import message_event
     from dsf_core.bpe.scripting import DsfScriptEngine
 
@@ -1110,7 +1110,7 @@ def _states(process: Any, serializer: Any) -> tuple[str, str]:
     from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
     from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
 
-    from dsf_core.bpe.engine import run_engine_steps
+    from dsf_core.bpe.compaction import run_engine_steps
     from dsf_core.bpe.events import message_event
     from dsf_core.bpe.scripting import DsfScriptEngine
 

@@ -92,7 +92,7 @@ from SpiffWorkflow.specs.Join import Join  # type: ignore[import-untyped]
 from SpiffWorkflow.specs.StartTask import StartTask  # type: ignore[import-untyped]
 from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
 
-__all__ = ["compact", "run_engine_steps"]
+__all__ = ["compact", "has_ready_tasks", "run_engine_steps"]
 
 # SpiffWorkflow is untyped; name its objects for readers.
 SpiffTask = Any
@@ -136,6 +136,13 @@ def run_engine_steps(
         pass
     compact(workflow)
     workflow.refresh_timers()
+
+
+def has_ready_tasks(workflow: SpiffWorkflow) -> bool:
+    """Whether ``workflow`` (its top workflow and every sub-process) has a READY task that is
+    not manual: one :func:`run_engine_steps` would run. Timers refreshed at the end of the steps
+    can leave such tasks behind."""
+    return any(not task.task_spec.manual for task in _ready_tasks(workflow.top_workflow))
 
 
 def compact(workflow: SpiffWorkflow) -> int:

@@ -61,6 +61,7 @@ from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
 
 from dsf_core.api.errors import BpmnError
 from dsf_core.api.tasks import BPMN_MESSAGE, error_output, parameter
+from dsf_core.bpe.compaction import has_ready_tasks, run_engine_steps
 from dsf_core.bpe.deployment import DeployedProcess
 from dsf_core.bpe.events import message_event, next_timer_due, signal_event
 from dsf_core.bpe.instance import LATEST_TASK, Instance, InstanceHost, Pending, TaskVariables, activity_kind
@@ -95,18 +96,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def run_engine_steps(workflow: Any) -> None:
-    """Run every READY task (see :mod:`dsf_core.bpe.compaction` for unbounded loops)."""
-    import importlib
-
-    try:
-        compacting = importlib.import_module("dsf_core.bpe.compaction").run_engine_steps
-    except ImportError:  # pragma: no cover - until compaction lands
-        workflow.do_engine_steps()
-        return
-    compacting(workflow)
 
 
 def quiet_spiffworkflow() -> None:
@@ -449,6 +438,11 @@ class Engine:
                 log.info("instance %s of %s %s", instance.id, instance.process.key, instance.status)
                 return
             if not pending and not user_tasks:
+                if has_ready_tasks(instance.workflow):
+                    # Timers that fell due while this advance ran (a slow activity) were fired
+                    # by the refresh at the end of the steps; nothing else would run what they
+                    # made ready, since the due-time index only knows timers still waiting.
+                    continue
                 return
             try:
                 for user_task in user_tasks:
