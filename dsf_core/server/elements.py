@@ -62,35 +62,74 @@ def _element_of(key: str, choices: dict[str, str]) -> str:
 
 
 def _has_fraction(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_fraction(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_fraction(v) for v in value)
+    """Whether a decimal with a fraction (a float, as orjson parses it) is anywhere in ``value``."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is float:
+            return True
     return False
 
 
-def _pick(resource: dict[str, Any], keep: frozenset[str], choices: dict[str, str]) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in resource.items()
-        if k in _ALWAYS or k in keep or _element_of(k, choices) in keep or (k.startswith("_") and k[1:] in keep)
-    }
+class _Picker:
+    """Which top-level JSON keys of one type a set of element names keeps, decided once per key."""
+
+    __slots__ = ("choices", "decided", "keep")
+
+    def __init__(self, keep: frozenset[str], choices: dict[str, str]) -> None:
+        self.keep = keep
+        self.choices = choices
+        self.decided: dict[str, bool] = {}
+
+    def kept(self, key: str) -> bool:
+        decision = self.decided.get(key)
+        if decision is None:
+            keep = self.keep
+            decision = (
+                key in _ALWAYS or key in keep or _element_of(key, self.choices) in keep
+                or (key.startswith("_") and key[1:] in keep)
+            )
+            if len(self.decided) < 512:  # a type has fewer keys; bounded against odd input
+                self.decided[key] = decision
+        return decision
+
+    def pick(self, resource: dict[str, Any]) -> dict[str, Any]:
+        decided = self.decided
+        picked = {}
+        for key, value in resource.items():
+            decision = decided.get(key)
+            if decision if decision is not None else self.kept(key):
+                picked[key] = value
+        return picked
+
+
+@lru_cache(maxsize=1024)
+def _picker(type_: str, names: frozenset[str]) -> _Picker:
+    mandatory, choices = _model_elements(type_)
+    return _Picker(names | mandatory, choices)
 
 
 def subset(content: str, names: Iterable[str]) -> str:
     """Stored resource JSON reduced to ``names`` (plus id, meta and mandatory elements), tagged SUBSETTED."""
     resource = orjson.loads(content)
-    type_ = str(resource.get("resourceType"))
-    mandatory, choices = _model_elements(type_)
-    keep = frozenset(names) | mandatory
-    picked = _pick(resource, keep, choices)
+    picker = _picker(str(resource.get("resourceType")), names if isinstance(names, frozenset) else frozenset(names))
+    picked = picker.pick(resource)
     if _has_fraction(picked):
-        picked = _pick(loads_exact(content), keep, choices)
+        picked = picker.pick(loads_exact(content))
     meta = dict(picked.get("meta") or {})
-    tags = [t for t in meta.get("tag") or () if not (t.get("system") == SUBSETTED_SYSTEM and t.get("code") == "SUBSETTED")]
-    meta["tag"] = [*tags, SUBSETTED]
+    tags = meta.get("tag")
+    if tags:
+        tags = [t for t in tags if not (t.get("system") == SUBSETTED_SYSTEM and t.get("code") == "SUBSETTED")]
+        tags.append(SUBSETTED)
+    else:
+        tags = [SUBSETTED]
+    meta["tag"] = tags
     picked["meta"] = meta
     return orjson.dumps(picked, default=json_default).decode()
 
