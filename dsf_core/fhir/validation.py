@@ -7,6 +7,9 @@ elements and primitive formats; DSF rules are checked in ``authz.rules``.
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from collections import OrderedDict
 from functools import cache
 from typing import Any, Final
@@ -46,6 +49,119 @@ def _element_key(resource_type: str, name: str, value: Any) -> bytes:
     return resource_type.encode() + b"\x00" + name.encode() + b"\x00" + orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+# --- shapes: an element with its free-text and date values stood in for -------------------
+#
+# Every Task a peer sends differs from the last in a few values only (business-key and
+# correlation-key UUIDs, authoredOn), so keying the cache by the literal element would
+# validate those elements every time.  The shape of an element replaces each value of a
+# ``string``, ``dateTime``, ``instant`` or ``date`` element that is valid on its own by a
+# stand-in, and keeps everything else literally.  fhir.resources checks such a value by its
+# type alone, and the model-level checks (choice elements, required elements, nulls in
+# lists) look at which keys are present, never at the values; so an element whose shape
+# was found valid is valid whatever valid values stand in.  Models with any other
+# validator are kept literally.  The stand-in is ``[]`` and a value that is not stood in
+# for becomes ``[value]``, so no literal value can take the stand-in's place.
+
+_VERBATIM: Final = 0
+_STRING: Final = 1  # FHIR string: valid when it matches the type's pattern (checked here)
+_DATE: Final = 2  # dateTime, instant, date: checked by the type's own validator
+_MODEL: Final = 3
+_MODELS: Final = 4  # a list of elements of one model
+_STRING_VALUE: Final = re.compile(r"[ \r\n\t\S]+")  # fhir_core.types.String; full match is stricter than its search
+
+
+def _standard_validators(model: Any) -> bool:
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+    def func(decorator: Any) -> Any:
+        return getattr(decorator.func, "__func__", decorator.func)
+
+    base = {name: func(d) for name, d in FHIRAbstractModel.__pydantic_decorators__.model_validators.items()}
+    decorators = model.__pydantic_decorators__
+    return (
+        not decorators.field_validators
+        and not decorators.validators
+        and not decorators.root_validators
+        and all(base.get(name) is func(d) for name, d in decorators.model_validators.items())
+        and all(
+            getattr(model, method) is getattr(FHIRAbstractModel, method)
+            for method in ("_validate_one_of_many", "_validate_required_primitive_elements")
+        )
+    )
+
+
+def _element_model(annotation: Any) -> Any:
+    """The model class of a complex-type annotation, or None (primitives, polymorphic Resource)."""
+    from fhir_core.types import FhirBase, FhirElementOrResourceBase
+
+    if isinstance(annotation, type) and issubclass(annotation, FhirBase) and not issubclass(annotation, FhirElementOrResourceBase):
+        return annotation.get_model_klass()
+    return None
+
+
+def _field_kind(field: Any) -> tuple[int, Any]:
+    from fhir_core.types import Date, DateTime, Instant, String
+
+    annotation = field.annotation
+    if field.metadata:
+        return _VERBATIM, None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            return _VERBATIM, None
+        annotation = args[0]
+    if typing.get_origin(annotation) is list:
+        model = _element_model(typing.get_args(annotation)[0])
+        return (_MODELS, model) if model is not None else (_VERBATIM, None)
+    model = _element_model(annotation)
+    if model is not None:
+        return _MODEL, model
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *metadata = typing.get_args(annotation)
+        if len(metadata) == 1 and base is str and isinstance(metadata[0], String):
+            return _STRING, None
+        if len(metadata) == 1 and isinstance(metadata[0], (DateTime, Instant, Date)):
+            return _DATE, pydantic.TypeAdapter(annotation)
+    return _VERBATIM, None
+
+
+@cache
+def _field_kinds(model: Any) -> dict[str, tuple[int, Any]] | None:
+    """JSON key → how its value is shaped; None when the model's validity may depend on values."""
+    if not _standard_validators(model):
+        return None
+    kinds: dict[str, tuple[int, Any]] = {}
+    for name, field in model.model_fields.items():
+        kinds[name] = kinds[field.alias or name] = _field_kind(field)
+    return kinds
+
+
+def _shape(kind: tuple[int, Any], value: Any) -> Any:
+    how, target = kind
+    if how == _VERBATIM or value is None:
+        return value
+    if how == _STRING:
+        return [] if isinstance(value, str) and _STRING_VALUE.fullmatch(value) else [value]
+    if how == _DATE:
+        if not isinstance(value, str):
+            return [value]
+        try:
+            target.validate_python(value)
+        except pydantic.ValidationError:
+            return [value]
+        return []
+    if how == _MODELS:
+        return [_shape_model(target, item) for item in value] if isinstance(value, list) else value
+    return _shape_model(target, value)
+
+
+def _shape_model(model: Any, value: Any) -> Any:
+    kinds = _field_kinds(model)
+    if kinds is None or not isinstance(value, dict):
+        return value
+    return {key: _shape(kinds.get(key, (_VERBATIM, None)), item) for key, item in value.items()}
+
+
 def validate_structure(resource: dict[str, Any]) -> None:
     """Raise InvalidRequest naming every structural problem (at most ten)."""
     resource_type = resource.get("resourceType")
@@ -62,8 +178,13 @@ def validate_structure(resource: dict[str, Any]) -> None:
 
 
 def _validate_incrementally(model: Any, resource: dict[str, Any], resource_type: str) -> None:
+    kinds = _field_kinds(model) or {}
     try:
-        keys = {name: _element_key(resource_type, name, value) for name, value in resource.items() if name != "resourceType"}
+        keys = {
+            name: _element_key(resource_type, name, _shape(kinds.get(name, (_VERBATIM, None)), value))
+            for name, value in resource.items()
+            if name != "resourceType"
+        }
     except TypeError:  # not JSON-serialisable: let the model say what is wrong
         _validate(model, resource, resource_type)
         return
