@@ -9,8 +9,10 @@ rows drives the search instead (``rid IN`` its rows).  Read-access filtering is 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, func, literal_column, not_, or_, select, true
@@ -20,6 +22,7 @@ from sqlalchemy.sql.selectable import NamedFromClause as Alias
 from dsf_core.errors import InvalidRequest
 from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import DateError, date_range
+from dsf_core.fhir.element_names import names_for, projection_keys
 from dsf_core.fhir.indexing import normalize, parse_reference
 from dsf_core.fhir.search_params import SearchParam, params_for
 from dsf_core.fhir.search_request import SPECIAL, Criterion, SearchRequest, parse_search
@@ -62,6 +65,8 @@ class SearchResult:
     matches: list[Stored] = field(default_factory=list)
     included: list[Stored] = field(default_factory=list)
     after: str | None = None  # cursor for the next page (default order, full page)
+    # rids of matches whose content the database already cut down to the request's _elements
+    subsetted: frozenset[int] = frozenset()
 
 
 # --- compiling ---------------------------------------------------------------------
@@ -271,10 +276,16 @@ def base_query(type_: str, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
 # against the other criteria by rid.  Otherwise the resources of the type are walked in
 # _lastUpdated order and each is checked (a page stops after its rows; a count visits them all).
 DRIVE_LIMIT = 20_000
-# A page is driven only by a criterion with at most this many rows: the driven rows (whole resource rows) are sorted
-# for every page, so with thousands of matches walking the _lastUpdated index and stopping after
-# the page's rows is faster (the mailbox's Task?status=requested with 10,000 requested Tasks).
+# A page is driven by a criterion (its index rows are the candidates) when it has at most
+# PAGE_DRIVE_LIMIT rows, or at most PAGE_DRIVE_ROWS_PER_MATCH rows per match the page returns.
+# Without an explicit _sort a driven page goes in rid order — the order its index rows already
+# have — so it reads the driver's rids behind the cursor and probes resources only until the page
+# is full (an evaluator's ``Condition?code=…&_count=1000``: 1,000 probes instead of walking every
+# Condition).  With thousands of matches and small pages, walking the _lastUpdated index and
+# stopping after the page's rows is faster (the mailbox's Task?status=requested&_count=20 with
+# 10,000 requested Tasks).  rid order is insertion order, which _lastUpdated order is too.
 PAGE_DRIVE_LIMIT = 200
+PAGE_DRIVE_ROWS_PER_MATCH = 20
 _A_DR = search_index.alias("dr")
 
 
@@ -303,18 +314,24 @@ def _build(request: SearchRequest, access: Any, base_url: str | None) -> _Built:
     return _Built(clauses, row_clauses, access(request.type), drivers)
 
 
-def _where(built: _Built, type_: str, driver: int | None, *, page: bool = False) -> list[ColumnElement[bool]]:
+def _where(
+    built: _Built, type_: str, driver: int | None, *, page: bool = False, after_rid: bool = False
+) -> list[ColumnElement[bool]]:
     """Every criterion on ``resources``; a driver replaces its own clause by ``rid IN (its rows)``.
 
     Index rows exist only for current, undeleted versions, so a driven search needs no type,
     current or deleted condition, and without them the only way in is the driver's rids.
+    ``after_rid``: only the driver's rows behind the ``after_rid`` parameter (a page in rid order).
     """
     access = [built.own] if built.own is not None else []
     clauses = built.row_clauses if page else built.clauses
     if driver is None:
         return [resources.c.type == type_, resources.c.current, resources.c.deleted == false(), *clauses, *access]
     others = [clause for position, clause in enumerate(clauses) if position != driver]
-    return [resources.c.rid.in_(built.drivers[driver]), *others, *access]
+    rows = built.drivers[driver]
+    if after_rid:
+        rows = rows.where(_A_DR.c.rid > bindparam("after_rid"))
+    return [resources.c.rid.in_(rows), *others, *access]
 
 
 # Equality lookups are covered by the (type, param, value, system) index; try them first, so the
@@ -393,38 +410,98 @@ async def execute_search(
     result = SearchResult(total)
     if request.summary_count or request.count == 0 or total <= (request.page - 1) * request.count:
         return result
-    if rows is not None and rows > PAGE_DRIVE_LIMIT:
+    if rows is not None and rows > max(PAGE_DRIVE_LIMIT, PAGE_DRIVE_ROWS_PER_MATCH * request.count):
         driver = None
     # Behind a cursor (our next links, default order) a page starts where the last one ended
     # instead of skipping every earlier match again.
     cursor = request.after if not request.sort else None
-    page_key = (driver, request.sort, request.count, None if cursor else request.page)
+    by_rid = driver is not None and not request.sort
+    projection = _projection(tx, request)
+    page_key = (driver, request.sort, request.count, None if cursor else request.page, projection)
     stmt = built.pages.get(page_key)
     if stmt is None:
-        # Walking: oldest first by _lastUpdated, which the (type, current, deleted, last_updated)
-        # index delivers without sorting, so a page stops after its rows.  Driven: the few
-        # matches are sorted (``+ 0`` keeps planners from walking the _lastUpdated index instead).
-        default = resources.c.last_updated if driver is None else resources.c.last_updated + 0
-        order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [default.asc()]
-        order.append(resources.c.rid.asc())
-        where = _where(built, request.type, driver, page=True)
-        if cursor:
-            lu: Any = bindparam("after_lu")
-            rid: Any = bindparam("after_rid")
-            where += [resources.c.last_updated >= lu, or_(resources.c.last_updated > lu, resources.c.rid > rid)]
-        stmt = select(*RESOURCE_COLUMNS).where(*where).order_by(*order).limit(request.count)
+        if by_rid:
+            assert driver is not None
+            where = _where(built, request.type, driver, page=True, after_rid=bool(cursor))
+            stmt = select(*_columns(projection)).where(*where).order_by(resources.c.rid.asc()).limit(request.count)
+        else:
+            # Walking: oldest first by _lastUpdated, which the (type, current, deleted,
+            # last_updated) index delivers without sorting, so a page stops after its rows.
+            # Driven with a _sort: the matches are sorted.
+            default = resources.c.last_updated if driver is None else resources.c.last_updated + 0
+            order = [_sort_key(request.type, name, desc) for name, desc in request.sort] or [default.asc()]
+            order.append(resources.c.rid.asc())
+            where = _where(built, request.type, driver, page=True)
+            if cursor:
+                lu: Any = bindparam("after_lu")
+                rid: Any = bindparam("after_rid")
+                where += [resources.c.last_updated >= lu, or_(resources.c.last_updated > lu, resources.c.rid > rid)]
+            stmt = select(*_columns(projection)).where(*where).order_by(*order).limit(request.count)
         if not cursor:
             stmt = stmt.offset((request.page - 1) * request.count)
         if count_key is not None and len(built.pages) < 64:
             built.pages[page_key] = stmt
-    parameters = {"after_lu": cursor[0], "after_rid": cursor[1]} if cursor else {}
+    parameters: dict[str, int] = {}
+    if cursor:
+        parameters = {"after_rid": cursor[1]} if by_rid else {"after_lu": cursor[0], "after_rid": cursor[1]}
     result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
+    if projection is not None:
+        _take_subsets(result)
     if not request.sort and len(result.matches) == request.count:
         last = result.matches[-1]
         result.after = f"{last.last_updated}.{last.rid}"
     if result.matches and (request.includes or request.revincludes):
         result.included = await _includes(tx, request, result.matches, access)
     return result
+
+
+# ---------------------------------------------------------------- _elements in the database
+
+# SQLite (3.38+: the ``->`` operator) cuts a page's resources down to the requested _elements
+# itself: it copies the kept keys' JSON text as stored (decimals stay exact) and adds the
+# SUBSETTED tag to ``meta`` — no resource is parsed in Python.  A resource that carries the tag
+# already comes back whole, marked ``!``, for the server's subsetting.
+_SUBSETTED_TAG = (
+    '{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}'
+)
+_SQLITE_JSON_ARROW = tuple(int(p) for p in sqlite3.sqlite_version.split(".")[:2]) >= (3, 38)
+
+
+def _projection(tx: ReadTx, request: SearchRequest) -> tuple[str, ...] | None:
+    if not request.elements or tx.dialect != "sqlite" or not _SQLITE_JSON_ARROW:
+        return None
+    names = names_for(request.type, request.elements, request.type)
+    return projection_keys(request.type, names) if names is not None else None
+
+
+@lru_cache(maxsize=256)
+def _columns(projection: tuple[str, ...] | None) -> tuple[Any, ...]:
+    if projection is None:
+        return RESOURCE_COLUMNS
+    content = "resources.content"
+    kept = "".join(f""" || coalesce(',"{key}":' || ({content} -> '$.{key}'), '')""" for key in projection[1:])
+    head = """'{"resourceType":"' || resources.type || '","id":"' || resources.id || '","meta":' || """
+    subset: Any = literal_column(
+        f"""CASE WHEN json_type({content}, '$.meta.tag') IS NULL"""
+        f""" THEN {head}json_set(coalesce({content} -> '$.meta', '{{}}'), '$.tag', json('[{_SUBSETTED_TAG}]')){kept} || '}}'"""
+        f""" WHEN instr({content} -> '$.meta.tag', '"SUBSETTED"') = 0"""
+        f""" THEN {head}json_insert({content} -> '$.meta', '$.tag[#]', json('{_SUBSETTED_TAG}')){kept} || '}}'"""
+        f""" ELSE '!' || {content} END"""
+    ).label("content")
+    return (*(c for c in RESOURCE_COLUMNS if c is not resources.c.content), subset)
+
+
+def _take_subsets(result: SearchResult) -> None:
+    subsetted = set()
+    matches = []
+    for stored in result.matches:
+        if stored.content is not None and stored.content.startswith("!"):
+            stored = replace(stored, content=stored.content[1:])
+        else:
+            subsetted.add(stored.rid)
+        matches.append(stored)
+    result.matches = matches
+    result.subsetted = frozenset(subsetted)
 
 
 # Built statements by (criteria and who asks, type): constructing SQLAlchemy expressions costs more

@@ -17,9 +17,9 @@ from dsf_core.errors import operation_outcome
 from dsf_core.server import elements
 
 
-def _entry(base_url: str, stored: Stored, mode: str, request: SearchRequest) -> dict[str, Any]:
+def _entry(base_url: str, stored: Stored, mode: str, request: SearchRequest, subsetted: frozenset[int]) -> dict[str, Any]:
     content = stored.content or "{}"
-    if request.elements:
+    if request.elements and stored.rid not in subsetted:
         names = elements.names_for(stored.type, request.elements, request.type)
         if names is not None:
             content = elements.subset(content, names)
@@ -56,8 +56,8 @@ def paging_links(
 def searchset(base_url: str, request: SearchRequest, result: SearchResult, now_ms: int) -> dict[str, Any]:
     url = f"{base_url}/{request.type}"
     count = 0 if request.summary_count else request.count
-    entries: list[dict[str, Any]] = [_entry(base_url, s, "match", request) for s in result.matches]
-    entries += [_entry(base_url, s, "include", request) for s in result.included]
+    entries: list[dict[str, Any]] = [_entry(base_url, s, "match", request, result.subsetted) for s in result.matches]
+    entries += [_entry(base_url, s, "include", request, frozenset()) for s in result.included]
     if request.unsupported:
         outcome = operation_outcome(
             "unsupported search parameters ignored: " + ", ".join(request.unsupported),

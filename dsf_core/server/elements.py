@@ -20,45 +20,14 @@ from typing import Any
 
 import orjson
 
+from dsf_core.fhir.element_names import ALWAYS as _ALWAYS
+from dsf_core.fhir.element_names import element_of as _element_of
+from dsf_core.fhir.element_names import model_elements, names_for
 from dsf_core.fhir.xml import json_default
 from dsf_core.server.formats import loads_exact
 
 SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 SUBSETTED = {"system": SUBSETTED_SYSTEM, "code": "SUBSETTED", "display": "subsetted"}
-_ALWAYS = frozenset({"resourceType", "id", "meta"})
-
-
-@lru_cache(maxsize=256)
-def _model_elements(type_: str) -> tuple[frozenset[str], dict[str, str]]:
-    """The mandatory top-level elements of a type and, for choice elements, JSON key → element name."""
-    from fhir.resources.R4B import get_fhir_model_class
-
-    try:
-        model = get_fhir_model_class(type_)
-    except (KeyError, ValueError, ImportError):
-        return frozenset(), {}
-    mandatory: set[str] = set()
-    choices: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
-            continue
-        key = field.alias or name
-        choice = extra.get("one_of_many")
-        if isinstance(choice, str):
-            choices[key] = choice
-        if field.is_required() or extra.get("element_required") or extra.get("one_of_many_required"):
-            mandatory.add(choice if isinstance(choice, str) else key)
-    return frozenset(mandatory), choices
-
-
-def mandatory_elements(type_: str) -> frozenset[str]:
-    return _model_elements(type_)[0]
-
-
-def _element_of(key: str, choices: dict[str, str]) -> str:
-    base = key[1:] if key.startswith("_") else key
-    return choices.get(base, base)
 
 
 def _has_fraction(value: Any) -> bool:
@@ -111,7 +80,7 @@ class _Picker:
 
 @lru_cache(maxsize=1024)
 def _picker(type_: str, names: frozenset[str]) -> _Picker:
-    mandatory, choices = _model_elements(type_)
+    mandatory, choices = model_elements(type_)
     return _Picker(names | mandatory, choices)
 
 
@@ -134,16 +103,4 @@ def subset(content: str, names: Iterable[str]) -> str:
     return orjson.dumps(picked, default=json_default).decode()
 
 
-def names_for(type_: str, requested: Iterable[str], searched_type: str) -> frozenset[str] | None:
-    """The element names that apply to a resource of ``type_``; None: return it whole.
-
-    A bare name applies to the searched (or read) type, ``Type.name`` to that type.
-    """
-    names = set()
-    for item in requested:
-        owner, dot, name = item.partition(".")
-        if not dot and type_ == searched_type:
-            names.add(item)
-        elif dot and owner == type_:
-            names.add(name)
-    return frozenset(names) if names else None
+__all__ = ["SUBSETTED", "SUBSETTED_SYSTEM", "names_for", "subset"]

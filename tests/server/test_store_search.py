@@ -625,3 +625,80 @@ async def test_internal_lookups_find_what_a_search_finds(store: DataStore) -> No
         assert await search.find(tx, "Observation", [("code", f"{LOINC}|nothing"), ("status", "final")]) == []
         found = await search.find(tx, "Condition", [("clinical-status:not", "active")], limit=1)
         assert [by_id[s.id] for s in found] == ["c2"]
+
+
+# Resources whose _elements cut is tricky: decimals at the top level and deep inside kept
+# elements, choice forms, primitive extensions, earlier tags, a SUBSETTED tag already there, no
+# meta at all, strings needing escapes.  On SQLite the database cuts search pages down itself;
+# every entry must equal what the server's own subsetting makes of the whole stored resource.
+TRICKY = [
+    '{"resourceType":"Observation","status":"final","code":{"text":"a \\"quoted\\" \\u00e4 text"},'
+    '"subject":{"reference":"Patient/x","extension":[{"url":"http://x/w","valueDecimal":1.50}]},'
+    '"valueQuantity":{"value":5.40,"unit":"g/dL"},"_status":{"extension":[{"url":"http://x/s","valueString":"s"}]},'
+    '"note":[{"text":"kept out"}]}',
+    '{"resourceType":"Observation","meta":{"tag":[{"system":"http://x/t","code":"t"}],"profile":["http://x/p"]},'
+    '"status":"final","code":{"text":"b"},"valueInteger":7,"effectiveDateTime":"2024-01-01"}',
+    '{"resourceType":"Observation","meta":{"tag":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue",'
+    '"code":"SUBSETTED"}]},"status":"final","code":{"text":"c"},"valueString":"s","issued":"2024-01-01T00:00:00Z"}',
+    '{"resourceType":"Observation","status":"amended","code":{"text":"d"},"valueBoolean":false}',
+]
+
+
+@pytest.mark.parametrize("names", ["value", "subject", "status,note", "effective,Observation.issued", "id"])
+async def test_elements_cut_by_the_database_equal_the_servers_own_subsetting(store: DataStore, names: str) -> None:
+    from dsf_core.server.elements import names_for, subset
+    from dsf_core.server.formats import loads_exact
+
+    created = []
+    async with store.mb.client(None) as http:
+        for body in TRICKY:
+            response = await http.post(store.mb.url("Observation"), data=body,
+                                       headers=JSON | {"Content-Type": "application/fhir+json"})
+            assert response.status == 201, await response.text()
+            created.append(response.headers["Location"].split("/_history/")[0].rsplit("/", 1)[1])
+        search = await http.get(store.mb.url(f"Observation?_id={','.join(created)}&_elements={names}"), headers=JSON)
+        text = await search.text()
+        whole = {}
+        for id_ in created:
+            read = await http.get(store.mb.url(f"Observation/{id_}"), headers=JSON)
+            whole[id_] = await read.text()
+    assert search.status == 200, text
+    entries = loads_exact(text)["entry"]
+    assert sorted(e["resource"]["id"] for e in entries) == sorted(created)
+    wanted = names_for("Observation", names.split(","), "Observation")
+    assert wanted is not None
+    for entry in entries:
+        resource = entry["resource"]
+        assert resource == loads_exact(subset(whole[resource["id"]], wanted)), resource["id"]
+        assert is_subsetted(resource) and resource["meta"]["tag"].count(resource["meta"]["tag"][-1]) == 1
+    if "value" in names:
+        assert '"value":5.40' in text and '"valueDecimal":1.50' not in text
+    if "subject" in names:
+        assert '"valueDecimal":1.50' in text
+
+
+async def test_pages_driven_in_rid_order_return_every_match_once(store: DataStore) -> None:
+    # 300 matches (more than search.PAGE_DRIVE_LIMIT, fewer than 20 per match of a 100-entry page):
+    # driven pages in rid order, followed by cursor (next links) and by page number (last link).
+    assert search.PAGE_DRIVE_LIMIT < 300 <= search.PAGE_DRIVE_ROWS_PER_MATCH * 100
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Observation", "status": "final" if i % 3 else "preliminary",
+                      "code": coding(LOINC, "9999-9"), "valueInteger": i},
+         "request": {"method": "POST", "url": "Observation"}} for i in range(450)
+    ]}
+    async with store.mb.client(None) as http:
+        response = await http.post(store.mb.url(), json=bundle, headers=JSON)
+        assert response.status == 200, await response.text()
+    query = f"Observation?code={LOINC}|9999-9&status=final&_count=100&_elements=value"
+    status, page = await store.get(query)
+    assert status == 200 and page["total"] == 300
+    values: list[int] = []
+    while True:
+        values += [e["resource"]["valueInteger"] for e in page.get("entry", [])]
+        nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        status, page = await store.get(nxt[0].split("/fhir/", 1)[1])
+    assert values == [i for i in range(450) if i % 3]  # insertion order, each once
+    _, last = await store.get(query + "&_page=3")
+    assert [e["resource"]["valueInteger"] for e in last["entry"]] == values[200:]
