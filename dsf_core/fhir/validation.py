@@ -11,6 +11,7 @@ import re
 import types
 import typing
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Final
 
@@ -62,11 +63,7 @@ def _element_key(resource_type: str, name: str, value: Any) -> bytes:
 # validator are kept literally.  The stand-in is ``[]`` and a value that is not stood in
 # for becomes ``[value]``, so no literal value can take the stand-in's place.
 
-_VERBATIM: Final = 0
-_STRING: Final = 1  # FHIR string: valid when it matches the type's pattern (checked here)
-_DATE: Final = 2  # dateTime, instant, date: checked by the type's own validator
-_MODEL: Final = 3
-_MODELS: Final = 4  # a list of elements of one model
+Shaper = Callable[[Any], Any]  # a value (never None) → its shape
 _STRING_VALUE: Final = re.compile(r"[ \r\n\t\S]+")  # fhir_core.types.String; full match is stricter than its search
 
 
@@ -99,67 +96,89 @@ def _element_model(annotation: Any) -> Any:
     return None
 
 
-def _field_kind(field: Any) -> tuple[int, Any]:
+def _shape_string(value: Any) -> Any:
+    return [] if isinstance(value, str) and _STRING_VALUE.fullmatch(value) else [value]
+
+
+def _date_shaper(adapter: pydantic.TypeAdapter[Any]) -> Shaper:
+    def shape(value: Any) -> Any:
+        if not isinstance(value, str):
+            return [value]
+        try:
+            adapter.validate_python(value)
+        except pydantic.ValidationError:
+            return [value]
+        return []
+
+    return shape
+
+
+def _list_shaper(shape_item: Shaper) -> Shaper:
+    def shape(value: Any) -> Any:
+        return [None if item is None else shape_item(item) for item in value] if isinstance(value, list) else value
+
+    return shape
+
+
+def _field_shaper(field: Any) -> Shaper | None:
+    """How a field's value is shaped; None: kept literally."""
     from fhir_core.types import Date, DateTime, Instant, String
 
     annotation = field.annotation
     if field.metadata:
-        return _VERBATIM, None
+        return None
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
-            return _VERBATIM, None
+            return None
         annotation = args[0]
     if typing.get_origin(annotation) is list:
         model = _element_model(typing.get_args(annotation)[0])
-        return (_MODELS, model) if model is not None else (_VERBATIM, None)
+        return _list_shaper(_model_shaper(model)) if model is not None else None
     model = _element_model(annotation)
     if model is not None:
-        return _MODEL, model
+        return _model_shaper(model)
     if typing.get_origin(annotation) is typing.Annotated:
         base, *metadata = typing.get_args(annotation)
         if len(metadata) == 1 and base is str and isinstance(metadata[0], String):
-            return _STRING, None
+            return _shape_string
         if len(metadata) == 1 and isinstance(metadata[0], (DateTime, Instant, Date)):
-            return _DATE, pydantic.TypeAdapter(annotation)
-    return _VERBATIM, None
+            return _date_shaper(pydantic.TypeAdapter(annotation))
+    return None
 
 
 @cache
-def _field_kinds(model: Any) -> dict[str, tuple[int, Any]] | None:
-    """JSON key → how its value is shaped; None when the model's validity may depend on values."""
+def _field_shapers(model: Any) -> dict[str, Shaper] | None:
+    """JSON key → shaper of its value (keys kept literally left out); None: the model's validity may depend on values."""
     if not _standard_validators(model):
         return None
-    kinds: dict[str, tuple[int, Any]] = {}
+    shapers: dict[str, Shaper] = {}
     for name, field in model.model_fields.items():
-        kinds[name] = kinds[field.alias or name] = _field_kind(field)
-    return kinds
+        shaper = _field_shaper(field)
+        if shaper is not None:
+            shapers[name] = shapers[field.alias or name] = shaper
+    return shapers
 
 
-def _shape(kind: tuple[int, Any], value: Any) -> Any:
-    how, target = kind
-    if how == _VERBATIM or value is None:
-        return value
-    if how == _STRING:
-        return [] if isinstance(value, str) and _STRING_VALUE.fullmatch(value) else [value]
-    if how == _DATE:
-        if not isinstance(value, str):
-            return [value]
-        try:
-            target.validate_python(value)
-        except pydantic.ValidationError:
-            return [value]
-        return []
-    if how == _MODELS:
-        return [_shape_model(target, item) for item in value] if isinstance(value, list) else value
-    return _shape_model(target, value)
+@cache
+def _model_shaper(model: Any) -> Shaper:
+    shapers: dict[str, Shaper] | None = None
+    resolved = False
 
+    def shape(value: Any) -> Any:
+        nonlocal shapers, resolved
+        if not resolved:  # on first use: element types refer to each other (Extension.extension)
+            shapers, resolved = _field_shapers(model), True
+        if shapers is None or not isinstance(value, dict):
+            return value
+        get = shapers.get
+        out = {}
+        for key, item in value.items():
+            shaper = get(key)
+            out[key] = item if shaper is None or item is None else shaper(item)
+        return out
 
-def _shape_model(model: Any, value: Any) -> Any:
-    kinds = _field_kinds(model)
-    if kinds is None or not isinstance(value, dict):
-        return value
-    return {key: _shape(kinds.get(key, (_VERBATIM, None)), item) for key, item in value.items()}
+    return shape
 
 
 def validate_structure(resource: dict[str, Any]) -> None:
@@ -178,13 +197,9 @@ def validate_structure(resource: dict[str, Any]) -> None:
 
 
 def _validate_incrementally(model: Any, resource: dict[str, Any], resource_type: str) -> None:
-    kinds = _field_kinds(model) or {}
+    shaped = _model_shaper(model)(resource)
     try:
-        keys = {
-            name: _element_key(resource_type, name, _shape(kinds.get(name, (_VERBATIM, None)), value))
-            for name, value in resource.items()
-            if name != "resourceType"
-        }
+        keys = {name: _element_key(resource_type, name, value) for name, value in shaped.items() if name != "resourceType"}
     except TypeError:  # not JSON-serialisable: let the model say what is wrong
         _validate(model, resource, resource_type)
         return

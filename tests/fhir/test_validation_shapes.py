@@ -98,7 +98,7 @@ def test_models_with_their_own_validators_are_kept_literally(models_built: list[
     validate_structure(task)
     with pytest.raises(InvalidRequest):
         validate_structure(ping(authoredOn=None, _authoredOn={}))
-    assert validation._field_kinds(validation._model("FHIRPrimitiveExtension")) is None
+    assert validation._field_shapers(validation._model("FHIRPrimitiveExtension")) is None
 
 
 def test_a_valid_shape_does_not_vouch_for_a_different_structure() -> None:
