@@ -31,8 +31,15 @@ where
 4. ``T`` is not ``workflow.last_task`` and not waiting for an event.
 
 ``T`` is deleted from ``workflow.tasks`` and ``C`` takes its place among ``P``'s children.
-Each (sub)workflow is compacted in its own task dict; sub-process *tasks* and their
-``subprocesses`` entries are never removed.
+Each (sub)workflow is compacted in its own task dict; sub-process *tasks* are never removed.
+
+Finished sub-processes go too: a sub-process that has completed, once its task in the parent
+has completed as well (the task copied the sub-process's final data; a multi-instance
+instance's data was merged into the multi-instance task), is deleted from ``subprocesses``
+with the sub-processes nested in it; and a completed multi-instance instance that was merged
+keeps no data of its own. A fan-out to 30 targets otherwise carries every finished branch —
+its tasks and each of their copies of the process variables — in every later save of the
+instance.
 
 Why that is safe
 ----------------
@@ -59,7 +66,12 @@ Why that is safe
   of a message start may be re-triggered; ``last_task`` is what the serializer and
   ``SubWorkflowTask.update_data`` read. All are kept (rules 2, 4).
 * **Observers.** Cancelled and failed tasks are never removed, so ``get_tasks(state=
-  CANCELLED)`` still says which activity a boundary event interrupted.
+  CANCELLED)`` still says which activity a boundary event interrupted — unless they were
+  inside a sub-process that has finished.
+* **Finished sub-processes.** SpiffWorkflow looks a sub-process up by its task only while that
+  task is unfinished (``SubWorkflowTask._update_hook``, which would start a new one for a
+  missing entry) or being cancelled; a completed task is neither. A merged instance's data is
+  read only by ``merge_child``, once, when the instance completes.
 
 What stays, and the limits
 --------------------------
@@ -67,7 +79,7 @@ What stays, and the limits
 A loop made of ordinary elements (tasks, exclusive and event-based gateways, intermediate
 events) runs in a tree of constant size: 5–16 tasks for ``bpmn/loop.bpmn``, 12 for the
 Java ping autostart. A loop *through* a boundary event, a sub-process or a multi-instance
-activity keeps that structure per pass (15 tasks per pass instead of 20–21 in the test
+activity keeps that structure per pass (10 tasks per pass instead of 20–21 in the test
 "gauntlet"), so it still grows — and SpiffWorkflow's own depth-limited iterators
 (``update_waiting_tasks``, ``get_tasks``, the ``EndJoin`` check) give such a loop a limit
 of its own; model that kind of periodic work as new instances. A loop back through a
@@ -152,9 +164,40 @@ def compact(workflow: SpiffWorkflow) -> int:
     that changes neither how the instance runs nor what it serializes to.
     """
     top = workflow.top_workflow
-    removed = _compact_tree(top, top)
+    removed = _prune_finished(top)
+    removed += _compact_tree(top, top)
     for subprocess in list(top.subprocesses.values()):
         removed += _compact_tree(subprocess, top)
+    return removed
+
+
+def _prune_finished(top: SpiffWorkflow) -> int:
+    """Delete finished sub-processes whose task completed; empty merged instances' data."""
+    subprocesses = top.subprocesses
+    removed = 0
+    done = [key for key, sp in subprocesses.items() if sp.completed]
+    while done:
+        pruned = []
+        for key in done:
+            task = top.get_task_from_id(key)
+            if task is None or task._state == _COMPLETED:
+                removed += len(subprocesses.pop(key).tasks)
+                pruned.append(key)
+        # A sub-process nested in a pruned one has lost its task: prune it in the next pass.
+        done = [key for key in done if key not in pruned] if pruned else []
+    for workflow in (top, *subprocesses.values()):
+        tasks = workflow.tasks
+        last = workflow.last_task.id if workflow.last_task is not None else None
+        for task in tasks.values():
+            if task._state != _COMPLETED or not task.data or task.id == last:
+                continue
+            parent = tasks.get(task._parent)
+            if (
+                parent is not None
+                and isinstance(parent.task_spec, LoopTask)
+                and str(task.id) in parent.internal_data.get("merged", ())
+            ):
+                task.data = {}
     return removed
 
 

@@ -392,9 +392,9 @@ def test_joins_boundaries_sub_processes_and_multi_instance_in_a_loop_behave_the_
     assert compacted.data == stock.data and compacted.data["count"] == 12
     # every interrupted Risky, every boundary event not taken, the first Join instance
     assert cancelled(compacted) == cancelled(stock) == {"Risky": 4, "Failed": 8, "Join": 1}
-    # Such structures are kept (see compaction's docstring): the tree still grows, by 15
-    # tasks per pass instead of 20 or 21.
-    assert {b - a for a, b in pairwise(sizes[:-1])} == {15}
+    # Such structures are kept (see compaction's docstring): the tree still grows, by 10
+    # tasks per pass (finished sub-processes pruned) instead of 20 or 21.
+    assert {b - a for a, b in pairwise(sizes[:-1])} == {10}
     assert {b - a for a, b in pairwise(stock_sizes[:-1])} == {20, 21}
 
 
