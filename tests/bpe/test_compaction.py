@@ -439,3 +439,32 @@ def test_every_scenario_behaves_the_same_under_compaction(
         arguments = {**arguments, "reference_dir": request.getfixturevalue("reference_dir")}
     scenario(**arguments)
     assert stepped
+
+
+def test_finished_branches_of_a_fan_out_are_pruned_and_the_rest_still_finishes() -> None:
+    targets = [f"dic-{i}" for i in range(1, 11)]
+    stock = Run.of("multi-instance").start(organizations=targets)
+    run = CompactingRun.of("multi-instance").start(organizations=targets)
+    serializer = create_serializer()
+    for count, organization in enumerate(targets[:7], 1):
+        for r in (stock, run):
+            [waiting] = [t for t in r.waiting("ReceiveReply") if t.data["target"]["organization"] == organization]
+            r.deliver("reply", waiting, answer=organization)
+        assert len(run.workflow.subprocesses) == len(targets) - count  # only the waiting branches stay
+    assert len(stock.workflow.subprocesses) == len(targets)
+    # (the serialized specs are a constant part of both)
+    assert len(serializer.serialize_json(run.workflow)) < 0.6 * len(serializer.serialize_json(stock.workflow))
+    assert_consistent(run.workflow)
+
+    restored = serializer.deserialize_json(serializer.serialize_json(run.workflow))
+    restored.script_engine = DsfScriptEngine(run.host, clock=run.clock)
+    run.workflow = restored
+    for organization in targets[7:]:
+        for r in (stock, run):
+            [waiting] = [t for t in r.waiting("ReceiveReply") if t.data["target"]["organization"] == organization]
+            r.deliver("reply", waiting, answer=organization)
+    assert run.completed and stock.completed
+    assert run.data == stock.data and run.workflow.subprocesses == {}
+    assert [(c.kind, c.element, c.variables) for c in run.host.calls] == [
+        (c.kind, c.element, c.variables) for c in stock.host.calls
+    ]
