@@ -196,9 +196,13 @@ async def _check_naming_system(tx: WriteTx, resource: dict[str, Any], own_id: st
             raise Forbidden(f"NamingSystem with uniqueId {sorted(clash)[0]} exists already ({other.reference})")
 
 
-async def check_references(tx: WriteTx, resource: dict[str, Any], *, base_url: str | None) -> None:
-    """Literal references to this server must resolve to a current resource (Bundles are exempt)."""
-    if resource["resourceType"] == "Bundle":
+async def check_references(tx: WriteTx, resource: dict[str, Any], *, base_url: str | None, content: str | None = None) -> None:
+    """Literal references to this server must resolve to a current resource (Bundles are exempt).
+
+    ``content`` is the resource as stored (compact JSON), when at hand: without a ``"reference":``
+    key in it there is nothing to walk (a Task sent by a peer names organisations by identifier).
+    """
+    if resource["resourceType"] == "Bundle" or (content is not None and '"reference":' not in content):
         return
     for ref in walk_references(resource):
         if ref.startswith("#"):

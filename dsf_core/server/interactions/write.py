@@ -85,7 +85,7 @@ async def create_in(
     await rules.authorize_create(tx, ctx.identity, resource, ctx.local_identifier)
     stored = await tx.create(resource, blob_id=blob_id, id_=id_)
     if check_references and ctx.dsf_rules:
-        await rules.check_references(tx, resource, base_url=ctx.base_url)
+        await rules.check_references(tx, resource, base_url=ctx.base_url, content=stored.content)
     return WriteResult(201, stored)
 
 
@@ -116,7 +116,7 @@ async def update_in(
     await rules.authorize_update(tx, ctx.identity, current, resource)
     stored = await tx.update(resource, id_, expected_version=current.version, blob_id=blob_id)
     if check_references and ctx.dsf_rules:
-        await rules.check_references(tx, resource, base_url=ctx.base_url)
+        await rules.check_references(tx, resource, base_url=ctx.base_url, content=stored.content)
     return WriteResult(200, stored)
 
 
