@@ -119,6 +119,15 @@ _VERSION = select(*RESOURCE_COLUMNS).where(
 
 _CHANNEL = "dsf_resources"
 
+# SQLite checkpoints: copying the WAL back into the database file ends in an fsync (~15 ms
+# here). Done by the committing connection (SQLite's default, every 1,000 WAL pages) it stalls
+# the event loop, and with it every request in flight. The store checkpoints on a worker
+# thread instead, every _CHECKPOINT_EVERY commits, holding the write lock so the checkpoint
+# completes and the next writer starts the WAL over; the committing connections checkpoint
+# themselves only past _AUTOCHECKPOINT_PAGES (a safety net for very large transactions).
+_CHECKPOINT_EVERY = 100
+_AUTOCHECKPOINT_PAGES = 10_000
+
 # statement id -> (statement kept alive, SQL with $n placeholders, bind names in order, defaults)
 _PG_COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
 
@@ -377,6 +386,10 @@ class Store:
     _last_ts: int = 0
     _caches: dict[str, TypeCache] = field(default_factory=dict)
     _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
+    _commits: int = 0  # SQLite write transactions committed since the last checkpoint
+    _checkpoint: asyncio.Task[None] | None = None
+    #: SQLite checkpoints done on the worker thread (for tests)
+    checkpoints: int = 0
 
     def __post_init__(self) -> None:
         self.blobs = BlobStore(self, self.binary_dir)
@@ -447,6 +460,7 @@ class Store:
                 create_engine(sync_url, pool_size=pool_size, max_overflow=10, connect_args={"check_same_thread": False})
             )
             configure_sqlite(engine.sync_engine)
+            _defer_checkpoints(engine.sync_engine)
             dialect = "sqlite"
         else:
             engine = create_async_engine(
@@ -473,6 +487,8 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
         await self.blobs.close()
         if self._listener is not None:
             listener, self._listener = self._listener, None
@@ -521,6 +537,7 @@ class Store:
                     async with conn.begin():
                         yield tx
                     self._publish(tx.events)
+            self._count_commit()
             await self._after_commit(tx)
         else:
             async with self.engine.connect() as conn:
@@ -533,6 +550,30 @@ class Store:
                         await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": _CHANNEL, "p": types})
                 self._publish(tx.events)
             await self._after_commit(tx)
+
+    def _count_commit(self) -> None:
+        self._commits += 1
+        if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None:
+            self._commits = 0
+            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
+
+    async def _checkpoint_wal(self) -> None:
+        """Checkpoint the SQLite WAL on a worker thread; writers wait, the event loop does not."""
+        try:
+            async with self._write_lock:
+                await asyncio.to_thread(self._checkpoint_wal_sync)
+            self.checkpoints += 1
+        except Exception:  # the next checkpoint (or SQLite's own, past _AUTOCHECKPOINT_PAGES) catches up
+            log.exception("SQLite checkpoint failed")
+        finally:
+            self._checkpoint = None
+
+    def _checkpoint_wal_sync(self) -> None:
+        raw = self.engine.sync_engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        finally:
+            raw.close()
 
     @staticmethod
     async def _after_commit(tx: WriteTx) -> None:
@@ -570,6 +611,12 @@ class Store:
         if info is not None:
             async for piece in self.blobs.read(info, start, end):
                 yield piece
+
+
+def _defer_checkpoints(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}").close()
 
 
 def configure_sqlite(engine: Engine) -> None:

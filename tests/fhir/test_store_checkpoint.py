@@ -1,0 +1,68 @@
+"""SQLite checkpoints run on a worker thread every so many commits; nothing written is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from dsf_core.fhir.storage import store as store_module
+from dsf_core.fhir.storage.schema import resources
+from dsf_core.fhir.storage.store import Store
+
+
+async def _write_tasks(store: Store, count: int) -> None:
+    for _ in range(count):
+        async with store.write() as tx:
+            await tx.create({"resourceType": "Task", "status": "draft", "intent": "order"})
+        await asyncio.sleep(0)  # as between requests: the checkpoint task gets its turn
+
+
+async def _until(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return bool(condition())
+
+
+async def test_checkpoints_run_in_the_background_and_lose_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fhir.sqlite'}"
+    store = await Store.open(url)
+    try:
+        raw = store.engine.sync_engine.raw_connection()
+        try:
+            assert raw.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store_module._AUTOCHECKPOINT_PAGES
+        finally:
+            raw.close()
+        await _write_tasks(store, 2 * store_module._CHECKPOINT_EVERY + 1)
+        assert await _until(lambda: store.checkpoints >= 2)
+    finally:
+        await store.close()
+    reopened = await Store.open(url)
+    try:
+        async with reopened.read() as tx:
+            count = (await tx.conn.execute(select(func.count()).select_from(resources).where(resources.c.type == "Task"))).scalar()
+        assert count == 2 * store_module._CHECKPOINT_EVERY + 1
+    finally:
+        await reopened.close()
+
+
+async def test_a_failing_checkpoint_leaves_writes_working(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'fhir.sqlite'}")
+    calls: list[int] = []
+
+    def broken(self: Store) -> None:
+        calls.append(1)
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(Store, "_checkpoint_wal_sync", broken)
+    try:
+        await _write_tasks(store, 2 * store_module._CHECKPOINT_EVERY)
+        assert await _until(lambda: len(calls) >= 2 and store._checkpoint is None)
+        await _write_tasks(store, 1)
+        assert store.checkpoints == 0
+    finally:
+        await store.close()
