@@ -64,6 +64,7 @@ from dsf_plugin_feasibility.evaluation import (  # type: ignore[import-untyped]
 )
 from dsf_plugin_feasibility.evaluation.plan import Search  # type: ignore[import-untyped]
 
+from dsf_core import heap
 from dsf_core.client import ClientFactory, FhirClient
 from dsf_core.data import (
     REFERENCE_DATE,
@@ -588,6 +589,7 @@ async def fanout_part(plan: Plan, store: Template, work: Path, logs: Path) -> di
                           settings={**ENGINE_SETTINGS, "DSF_PLUGINS_FEASIBILITY_CONFIG": str(hrp_config)})
         hrp_net.layout = load_network(layout.directory)
         await hrp_net.start_node(HRP, timeout=300)
+        heap.settle()  # as `dsf node start` does (the floor script in this process profits alike)
         result["startup_s"] = round(time.perf_counter() - t0, 1)
         result["layout"] = (f"{len(store_children)} process(es) with the {len(dics)} data stores, "
                             f"{len(dic_children)} with the {len(dics)} DIC nodes, the HRP node and the measuring script in this one")

@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from dsf_core import pki
+from dsf_core import heap, pki
 from dsf_core.network import load_network
 
 #: Production engine settings (the test network's defaults retry and catch up faster).
@@ -229,6 +229,7 @@ async def run(peers: Any, census: Census) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await peers.start()
+        heap.settle()  # as `dsf node start` and `dsf fhir start` do once they serve (bare servers too: same floor)
         print("peers: ready", flush=True)
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -36,6 +36,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    from dsf_core import heap
     from dsf_core.server.app import Mailbox
 
     mailbox = Mailbox(settings)
@@ -44,6 +45,7 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await mailbox.start()
+    heap.settle()
     print(f"dsf fhir: ready at {mailbox.settings.server.base_url}", flush=True)
     try:
         await stop.wait()

@@ -130,6 +130,7 @@ async def _up(layout: NetworkLayout, timeout: float) -> None:
     import json
     import signal
 
+    from dsf_core import heap
     from dsf_core.bpe.deployment import DeploymentError
     from dsf_core.node import Node
     from dsf_core.settings import SettingsError, load_settings
@@ -158,6 +159,7 @@ async def _up(layout: NetworkLayout, timeout: float) -> None:
         except TimeoutError:
             late = [n.settings.organization.identifier for n in nodes if not n.ready.is_set()]
             raise CommandError(f"not ready after {timeout:g}s: {', '.join(late)}") from None
+        heap.settle()
         document = {
             "parent": layout.parent,
             "ca_cert": str(layout.ca_cert.resolve()),

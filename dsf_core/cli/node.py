@@ -45,6 +45,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, *, mailbox: bool = True) -> None:
+    from dsf_core import heap
     from dsf_core.bpe.deployment import DeploymentError
     from dsf_core.node import Node
 
@@ -61,6 +62,7 @@ async def _serve(settings: Settings, *, mailbox: bool = True) -> None:
         waiter = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiter, asyncio.ensure_future(node.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
+            heap.settle()
             processes = node.engine.active_processes() if node.engine else []
             where = settings.server.base_url if mailbox else f"engine of the mailbox {settings.engine_fhir_base_url}"
             print(f"dsf node: {settings.organization.identifier} ready at {where} "
