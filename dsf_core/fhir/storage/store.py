@@ -386,6 +386,7 @@ class Store:
     _last_ts: int = 0
     _caches: dict[str, TypeCache] = field(default_factory=dict)
     _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
+    _writer: InlineConnection | None = None  # SQLite: the connection every write goes through
     _commits: int = 0  # SQLite write transactions committed since the last checkpoint
     _checkpoint: asyncio.Task[None] | None = None
     #: SQLite checkpoints done on the worker thread (for tests)
@@ -489,6 +490,9 @@ class Store:
     async def close(self) -> None:
         if self._checkpoint is not None:
             await self._checkpoint
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.sync.close()
         await self.blobs.close()
         if self._listener is not None:
             listener, self._listener = self._listener, None
@@ -531,12 +535,11 @@ class Store:
     async def write(self) -> AsyncIterator[WriteTx]:
         if self.dialect == "sqlite":
             async with self._write_lock:
-                async with self.engine.connect() as conn:
-                    conn = await conn.execution_options(sqlite_immediate=True)
-                    tx = WriteTx(self, conn)
-                    async with conn.begin():
-                        yield tx
-                    self._publish(tx.events)
+                conn = self._sqlite_writer()
+                tx = WriteTx(self, conn)
+                async with conn.begin():
+                    yield tx
+                self._publish(tx.events)
             self._count_commit()
             await self._after_commit(tx)
         else:
@@ -550,6 +553,21 @@ class Store:
                         await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": _CHANNEL, "p": types})
                 self._publish(tx.events)
             await self._after_commit(tx)
+
+    def _sqlite_writer(self) -> InlineConnection:
+        """The connection SQLite writes go through, kept open (called under the write lock).
+
+        SQLite has one writer anyway; checking a connection out of the pool and back for every
+        write cost more than inserting a Task.  A connection that broke, or that a failed rollback
+        left inside a transaction, is replaced.
+        """
+        writer = self._writer
+        if writer is not None and (writer.sync.closed or writer.sync.invalidated or writer.sync.in_transaction()):
+            writer.sync.close()
+            writer = None
+        if writer is None:
+            writer = self._writer = InlineConnection(self.engine.sync_engine.connect().execution_options(sqlite_immediate=True))
+        return writer
 
     def _count_commit(self) -> None:
         self._commits += 1
