@@ -444,7 +444,12 @@ async def execute_search(
     parameters: dict[str, int] = {}
     if cursor:
         parameters = {"after_rid": cursor[1]} if by_rid else {"after_lu": cursor[0], "after_rid": cursor[1]}
-    result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
+    page_rows = getattr(tx.conn, "all_raw", None)
+    if page_rows is not None and count_key is not None:  # SQLite's fast path for cached statements
+        rows = await page_rows(stmt, parameters)
+    else:
+        rows = list((await tx.conn.execute(stmt, parameters)).all())
+    result.matches = [Stored.from_row(r) for r in rows]
     if projection is not None:
         _take_subsets(result)
     if not request.sort and len(result.matches) == request.count:

@@ -39,17 +39,21 @@ def paging_links(
     url: str, echo: Sequence[tuple[str, str]], total: int, count: int, page: int, after: str | None = None
 ) -> list[dict[str, str]]:
     """self, first, previous, next, last; ``after``: the cursor the next link continues from."""
-    links = [{"relation": "self", "url": _link(url, echo, _page=page) if count else _link(url, echo)}]
     if count <= 0:
-        return links
+        return [{"relation": "self", "url": _link(url, echo)}]
+    # The echoed parameters are encoded once; the links differ only in what follows them.
+    base = f"{url}?{urlencode(list(echo), safe='|:,/')}&" if echo else f"{url}?"
     last = max(1, -(-total // count))
-    links.append({"relation": "first", "url": _link(url, echo, _page=1)})
+    links = [
+        {"relation": "self", "url": f"{base}_page={page}"},
+        {"relation": "first", "url": f"{base}_page=1"},
+    ]
     if page > 1:
-        links.append({"relation": "previous", "url": _link(url, echo, _page=min(page - 1, last))})
+        links.append({"relation": "previous", "url": f"{base}_page={min(page - 1, last)}"})
     if page < last:
-        cursor = {AFTER: after} if after else {}
-        links.append({"relation": "next", "url": _link(url, echo, _page=page + 1, **cursor)})
-    links.append({"relation": "last", "url": _link(url, echo, _page=last)})
+        cursor = f"&{urlencode({AFTER: after})}" if after else ""
+        links.append({"relation": "next", "url": f"{base}_page={page + 1}{cursor}"})
+    links.append({"relation": "last", "url": f"{base}_page={last}"})
     return links
 
 

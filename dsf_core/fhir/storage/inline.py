@@ -74,28 +74,38 @@ class InlineConnection:
             raw.executemany(_INSERT_ACCESS, [(rid, *a) for a in access])
         return rid
 
+    def _compiled(self, statement: Any) -> tuple[Any, str, tuple[str, ...], dict[str, Any]] | None:
+        """The SQL of a prebuilt (long-lived) statement, compiled once; None if only SQLAlchemy can run it."""
+        entry = _COMPILED.get(id(statement))
+        if entry is None or entry[0] is not statement:
+            compiled = statement.compile(dialect=self.sync.dialect)
+            if "POSTCOMPILE" in compiled.string:  # expanding IN lists need SQLAlchemy's execution
+                return None
+            names = tuple(compiled.positiontup or ())
+            entry = (statement, compiled.string, names, dict(compiled.params))
+            if len(_COMPILED) > 10_000:
+                _COMPILED.clear()
+            _COMPILED[id(statement)] = entry
+        return entry
+
+    def _cursor(self, entry: tuple[Any, str, tuple[str, ...], dict[str, Any]], parameters: dict[str, Any]) -> Any:
+        _, sql, names, defaults = entry
+        values = [parameters[n] if n in parameters else defaults[n] for n in names]
+        raw = self.sync.connection.dbapi_connection
+        assert raw is not None
+        return raw.execute(sql, values)
+
     async def first_raw(self, statement: Any, parameters: dict[str, Any]) -> RawRow | None:
         """One row of a prebuilt (long-lived) SELECT straight through sqlite3.
 
         For the hottest reads: SQLAlchemy's execution machinery costs several times the indexed
         lookup.  The statement is compiled once; a single SELECT needs no explicit transaction.
         """
-        entry = _COMPILED.get(id(statement))
-        if entry is None or entry[0] is not statement:
-            compiled = statement.compile(dialect=self.sync.dialect)
-            if "POSTCOMPILE" in compiled.string:  # expanding IN lists need SQLAlchemy's execution
-                row = self.sync.execute(statement, parameters).first()
-                return None if row is None else RawRow(dict(row._mapping))
-            names = tuple(compiled.positiontup or ())
-            entry = (statement, compiled.string, names, dict(compiled.params))
-            if len(_COMPILED) > 10_000:
-                _COMPILED.clear()
-            _COMPILED[id(statement)] = entry
-        _, sql, names, defaults = entry
-        values = [parameters[n] if n in parameters else defaults[n] for n in names]
-        raw = self.sync.connection.dbapi_connection
-        assert raw is not None
-        cursor = raw.execute(sql, values)
+        entry = self._compiled(statement)
+        if entry is None:
+            row = self.sync.execute(statement, parameters).first()
+            return None if row is None else RawRow(dict(row._mapping))
+        cursor = self._cursor(entry, parameters)
         try:
             row = cursor.fetchone()
             if row is None:
@@ -104,6 +114,19 @@ class InlineConnection:
         finally:
             cursor.close()
         return RawRow(dict(zip(columns, row, strict=True)))
+
+    async def all_raw(self, statement: Any, parameters: dict[str, Any]) -> list[Any]:
+        """Every row of a prebuilt (long-lived) SELECT straight through sqlite3 (a search page)."""
+        entry = self._compiled(statement)
+        if entry is None:
+            return list(self.sync.execute(statement, parameters).all())
+        cursor = self._cursor(entry, parameters)
+        try:
+            rows = cursor.fetchall()
+            columns = [d[0] for d in cursor.description]
+        finally:
+            cursor.close()
+        return [RawRow(dict(zip(columns, row, strict=True))) for row in rows]
 
     async def execute(self, statement: Any, parameters: Any = None) -> Result[Any]:
         if parameters is None:
