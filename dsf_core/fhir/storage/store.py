@@ -122,9 +122,10 @@ _CHANNEL = "dsf_resources"
 # SQLite checkpoints: copying the WAL back into the database file ends in an fsync (~15 ms
 # here). Done by the committing connection (SQLite's default, every 1,000 WAL pages) it stalls
 # the event loop, and with it every request in flight. The store checkpoints on a worker
-# thread instead, every _CHECKPOINT_EVERY commits, holding the write lock so the checkpoint
-# completes and the next writer starts the WAL over; the committing connections checkpoint
-# themselves only past _AUTOCHECKPOINT_PAGES (a safety net for very large transactions).
+# thread instead, every _CHECKPOINT_EVERY commits: once alongside the writers, then once more
+# holding the write lock (~13 instead of ~25 ms), so the checkpoint completes and the next
+# writer starts the WAL over; the committing connections checkpoint themselves only past
+# _AUTOCHECKPOINT_PAGES (a safety net for very large transactions).
 _CHECKPOINT_EVERY = 100
 _AUTOCHECKPOINT_PAGES = 10_000
 
@@ -578,6 +579,9 @@ class Store:
     async def _checkpoint_wal(self) -> None:
         """Checkpoint the SQLite WAL on a worker thread; writers wait, the event loop does not."""
         try:
+            # The bulk (copy and fsync) alongside the writers, then what they added meanwhile
+            # under the write lock: the checkpoint completes, so the next writer starts the WAL over.
+            await asyncio.to_thread(self._checkpoint_wal_sync)
             async with self._write_lock:
                 await asyncio.to_thread(self._checkpoint_wal_sync)
             self.checkpoints += 1
