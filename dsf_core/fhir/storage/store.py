@@ -16,7 +16,6 @@ and the current row of an id is locked ``FOR UPDATE`` before a new version is ad
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -116,6 +115,13 @@ _VERSION = select(*RESOURCE_COLUMNS).where(
     resources.c.type == bindparam("t"), resources.c.id == bindparam("i"), resources.c.version == bindparam("v")
 )
 
+# A new version's rows, as tuples in column order (the SQLite path hands them to sqlite3 as they are).
+_RESOURCE_KEYS = ("type", "id", "version", "last_updated", "deleted", "current", "method", "content", "blob_id")
+_INDEX_KEYS = ("param", "system", "value", "norm", "low", "high")
+_ACCESS_KEYS = ("access", "organization", "parent", "role_system", "role_code")
+_INSERT_RESOURCE = insert(resources).returning(resources.c.rid)
+_INSERT_INDEX = insert(search_index)
+_INSERT_ACCESS = insert(read_access)
 
 _CHANNEL = "dsf_resources"
 
@@ -250,38 +256,19 @@ class WriteTx(ReadTx):
         type_ = resource["resourceType"]
         ts = self.store.next_timestamp()
         content = self._stamp(resource, id_, version, ts)
+        row = (type_, id_, version, ts, False, True, method, content, blob_id)
+        index = [(r.param, r.system, r.value, r.norm, r.low, r.high) for r in index_rows(resource)]
+        access = [(a.access, a.organization, a.parent, a.role_system, a.role_code) for a in read_access_of(resource)]
         if isinstance(self.conn, InlineConnection):
-            rid = self.conn.insert_version_raw(
-                (type_, id_, version, ts, False, True, method, content, blob_id),
-                [(r.param, r.system, r.value, r.norm, r.low, r.high) for r in index_rows(resource)],
-                [(a.access, a.organization, a.parent, a.role_system, a.role_code) for a in read_access_of(resource)],
-            )
-            stored = Stored(rid, type_, id_, version, ts, False, method, content, blob_id)
-            self.events.append(ResourceEvent(method, stored))
-            return stored
-        rid = (
-            await self.conn.execute(
-                insert(resources)
-                .values(
-                    type=type_,
-                    id=id_,
-                    version=version,
-                    last_updated=ts,
-                    deleted=False,
-                    current=True,
-                    method=method,
-                    content=content,
-                    blob_id=blob_id,
+            rid = self.conn.insert_version_raw(row, index, access)
+        else:
+            rid = (await self.conn.execute(_INSERT_RESOURCE, dict(zip(_RESOURCE_KEYS, row, strict=True)))).scalar_one()
+            if index:
+                await self.conn.execute(
+                    _INSERT_INDEX, [{"rid": rid, "type": type_} | dict(zip(_INDEX_KEYS, r, strict=True)) for r in index]
                 )
-                .returning(resources.c.rid)
-            )
-        ).scalar_one()
-        idx = [{"rid": rid, "type": type_} | dataclasses.asdict(r) for r in index_rows(resource)]
-        if idx:
-            await self.conn.execute(insert(search_index), idx)
-        access = [{"rid": rid} | dataclasses.asdict(a) for a in read_access_of(resource)]
-        if access:
-            await self.conn.execute(insert(read_access), access)
+            if access:
+                await self.conn.execute(_INSERT_ACCESS, [{"rid": rid} | dict(zip(_ACCESS_KEYS, a, strict=True)) for a in access])
         stored = Stored(rid, type_, id_, version, ts, False, method, content, blob_id)
         self.events.append(ResourceEvent(method, stored))
         return stored
