@@ -375,6 +375,8 @@ class Store:
     _caches: dict[str, TypeCache] = field(default_factory=dict)
     _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
     _writer: InlineConnection | None = None  # SQLite: the connection every write goes through
+    _reader: InlineConnection | None = None  # SQLite: the connection reads go through while it is free
+    _reader_busy: bool = False
     _commits: int = 0  # SQLite write transactions committed since the last checkpoint
     _checkpoint: asyncio.Task[None] | None = None
     #: SQLite checkpoints done on the worker thread (for tests)
@@ -481,6 +483,9 @@ class Store:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.sync.close()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.sync.close()
         await self.blobs.close()
         if self._listener is not None:
             listener, self._listener = self._listener, None
@@ -515,9 +520,30 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[ReadTx]:
+        if self.dialect == "sqlite" and not self._reader_busy:
+            # SQLite statements run on the event-loop thread, so a read rarely overlaps another:
+            # one kept-open connection serves them (a pool checkout and check-in cost more than
+            # reading a Task); a read that starts while it is in use takes a pooled one.
+            conn = self._sqlite_reader()
+            self._reader_busy = True
+            try:
+                yield ReadTx(self, conn)
+            finally:
+                self._reader_busy = False
+                await conn.rollback()
+            return
         async with self.engine.connect() as conn:
             yield ReadTx(self, conn)
             await conn.rollback()
+
+    def _sqlite_reader(self) -> InlineConnection:
+        reader = self._reader
+        if reader is not None and (reader.sync.closed or reader.sync.invalidated):
+            reader.sync.close()
+            reader = None
+        if reader is None:
+            reader = self._reader = InlineConnection(self.engine.sync_engine.connect())
+        return reader
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTx]:
