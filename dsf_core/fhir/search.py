@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -446,10 +446,11 @@ async def execute_search(
         parameters = {"after_rid": cursor[1]} if by_rid else {"after_lu": cursor[0], "after_rid": cursor[1]}
     page_rows = getattr(tx.conn, "all_raw", None)
     if page_rows is not None and count_key is not None:  # SQLite's fast path for cached statements
-        rows = await page_rows(stmt, parameters)
+        columns, rows = await page_rows(stmt, parameters)
+        at = [columns.index(name) for name in _STORED_FIELDS]
+        result.matches = [Stored(*(row[i] for i in at)) for row in rows]
     else:
-        rows = list((await tx.conn.execute(stmt, parameters)).all())
-    result.matches = [Stored.from_row(r) for r in rows]
+        result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
     if projection is not None:
         _take_subsets(result)
     if not request.sort and len(result.matches) == request.count:
@@ -494,6 +495,10 @@ def _columns(projection: tuple[str, ...] | None) -> tuple[Any, ...]:
         f""" ELSE '!' || {content} END"""
     ).label("content")
     return (*(c for c in RESOURCE_COLUMNS if c is not resources.c.content), subset)
+
+
+#: Stored's fields in order, as result columns are named.
+_STORED_FIELDS = tuple(f.name for f in fields(Stored))
 
 
 def _take_subsets(result: SearchResult) -> None:

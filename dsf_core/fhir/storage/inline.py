@@ -115,18 +115,20 @@ class InlineConnection:
             cursor.close()
         return RawRow(dict(zip(columns, row, strict=True)))
 
-    async def all_raw(self, statement: Any, parameters: dict[str, Any]) -> list[Any]:
-        """Every row of a prebuilt (long-lived) SELECT straight through sqlite3 (a search page)."""
+    async def all_raw(self, statement: Any, parameters: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        """Every row of a prebuilt (long-lived) SELECT straight through sqlite3 (a search page):
+        the column names and the rows as tuples."""
         entry = self._compiled(statement)
         if entry is None:
-            return list(self.sync.execute(statement, parameters).all())
+            result = self.sync.execute(statement, parameters)
+            return tuple(result.keys()), [tuple(row) for row in result.all()]
         cursor = self._cursor(entry, parameters)
         try:
             rows = cursor.fetchall()
-            columns = [d[0] for d in cursor.description]
+            columns = tuple(d[0] for d in cursor.description)
         finally:
             cursor.close()
-        return [RawRow(dict(zip(columns, row, strict=True))) for row in rows]
+        return columns, rows
 
     async def execute(self, statement: Any, parameters: Any = None) -> Result[Any]:
         if parameters is None:
