@@ -104,7 +104,10 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise InvalidRequest(f"invalid FHIR XML: {exc}") from None
 
 
-_DECIMAL = re.compile(rb"\d\.\d")
+# A number with a fraction or an exponent where JSON puts values: after a key's colon, an array's
+# bracket or a comma.  Digits inside strings ("12:00:00.123", "|1.0") rarely look like that; when
+# they do, the exact parser runs for nothing — never the other way round.
+_DECIMAL = re.compile(rb'(?:"\s*:|[\[,])\s*-?\d+(?:\.\d|[eE])')
 
 
 def loads_exact(data: bytes | str) -> Any:
