@@ -1,9 +1,10 @@
 """FHIR search: a parsed request (``search_request``) → SQL over the search index.
 
 Compiling turns each criterion into an ``EXISTS`` over ``search_index`` so SQLite and
-PostgreSQL run identical SQL (one exception: ``_count_statement``); a criterion with few index
-rows drives the search instead (``rid IN`` its rows).  Read-access filtering is a clause handed in by the caller
-(``dsf_core.fhir.authz.access``), so totals are per identity.
+PostgreSQL run identical SQL (exceptions: ``_count_statement``, and SQLite cutting pages to
+``_elements`` itself); a criterion with few index rows drives the search instead (``rid IN`` its
+rows).  Read-access filtering is a clause handed in by the caller (``dsf_core.fhir.authz.access``),
+so totals are per identity.
 """
 
 from __future__ import annotations
@@ -446,9 +447,9 @@ async def execute_search(
         parameters = {"after_rid": cursor[1]} if by_rid else {"after_lu": cursor[0], "after_rid": cursor[1]}
     page_rows = getattr(tx.conn, "all_raw", None)
     if page_rows is not None and count_key is not None:  # SQLite's fast path for cached statements
-        columns, rows = await page_rows(stmt, parameters)
+        columns, found = await page_rows(stmt, parameters)
         at = [columns.index(name) for name in _STORED_FIELDS]
-        result.matches = [Stored(*(row[i] for i in at)) for row in rows]
+        result.matches = [Stored(*(row[i] for i in at)) for row in found]
     else:
         result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
     if projection is not None:
