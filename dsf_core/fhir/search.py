@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, func, literal_column, not_, or_, select, true
@@ -448,8 +449,11 @@ async def execute_search(
     page_rows = getattr(tx.conn, "all_raw", None)
     if page_rows is not None and count_key is not None:  # SQLite's fast path for cached statements
         columns, found = await page_rows(stmt, parameters)
-        at = [columns.index(name) for name in _STORED_FIELDS]
-        result.matches = [Stored(*(row[i] for i in at)) for row in found]
+        if columns == _STORED_FIELDS:
+            result.matches = [Stored(*row) for row in found]
+        else:
+            pick = itemgetter(*(columns.index(name) for name in _STORED_FIELDS))
+            result.matches = [Stored(*pick(row)) for row in found]
     else:
         result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
     if projection is not None:

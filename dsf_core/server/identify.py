@@ -11,6 +11,7 @@ import base64
 import hmac
 import ipaddress
 import logging
+import weakref
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -29,6 +30,9 @@ class IdentityResolver:
         self.settings = settings
         self.store = store
         self._cache = store.type_cache("identities", "Organization", "OrganizationAffiliation")
+        # The client certificate's thumbprint per TLS connection: a keep-alive connection's
+        # peer certificate does not change, and reading and hashing it costs more than a cache hit.
+        self._thumbprints: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.auth.trusted_proxies]
 
     def _from_proxy(self, request: web.Request) -> bool:
@@ -63,13 +67,25 @@ class IdentityResolver:
         der: bytes | None = ssl_object.getpeercert(binary_form=True)
         return der
 
-    async def identify(self, request: web.Request) -> Identity:
-        if self.settings.node.mode == "store":
-            return self._store_identity(request)
+    def _thumbprint(self, request: web.Request) -> str:
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None and not self._from_proxy(request):
+            known = self._thumbprints.get(ssl_object)
+            if known is not None:
+                return known
         der = self.peer_certificate_der(request)
         if der is None:
             raise Unauthorized("client certificate required")
         thumbprint = pki.thumbprint_der(der)
+        if ssl_object is not None and not self._from_proxy(request):
+            self._thumbprints[ssl_object] = thumbprint
+        return thumbprint
+
+    async def identify(self, request: web.Request) -> Identity:
+        if self.settings.node.mode == "store":
+            return self._store_identity(request)
+        thumbprint = self._thumbprint(request)
         cached: Identity | None = self._cache.get(thumbprint)
         if cached is not None:
             return cached
