@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dsf_core.errors import InvalidRequest, UnsupportedParameter
 from dsf_core.fhir.search_params import INCLUDES, is_internal, params_for
@@ -94,7 +95,32 @@ def parse_search(
     default_count: int = 20,
     max_count: int = 1000,
 ) -> SearchRequest:
-    """Parse query parameters of ``GET [type]?...``; unknown parameters are errors only when strict."""
+    """Parse query parameters of ``GET [type]?...``; unknown parameters are errors only when strict.
+
+    A request is immutable and the parameter registry fixed, so the same query parses once
+    (a mailbox answers the same few searches over and over); errors are not kept.
+    """
+    key = (type_, tuple(params), strict, default_count, max_count)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = _parse_search(type_, key[1], strict=strict, default_count=default_count, max_count=max_count)
+        if len(_PARSED) >= 4096:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
+
+
+_PARSED: dict[tuple[Any, ...], SearchRequest] = {}
+
+
+def _parse_search(
+    type_: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    strict: bool,
+    default_count: int,
+    max_count: int,
+) -> SearchRequest:
     registry = params_for(type_)
     criteria: list[Criterion] = []
     unsupported: list[str] = []

@@ -51,7 +51,7 @@ def paging_links(
     if page > 1:
         links.append({"relation": "previous", "url": f"{base}_page={min(page - 1, last)}"})
     if page < last:
-        cursor = f"&{urlencode({AFTER: after})}" if after else ""
+        cursor = f"&{AFTER}={after}" if after else ""  # digits and a dot: nothing to encode
         links.append({"relation": "next", "url": f"{base}_page={page + 1}{cursor}"})
     links.append({"relation": "last", "url": f"{base}_page={last}"})
     return links

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -55,23 +56,32 @@ def negotiate(query: Mapping[str, str], accept: str | None) -> Format:
             raise UnsupportedMediaType(f"unsupported _format {fmt!r}")
         return Format(kind, pretty or fmt in HTML_TYPES)
     if accept:
-        ranked = []
-        for i, part in enumerate(accept.split(",")):
-            media, _, params = part.partition(";")
-            q = 1.0
-            for p in params.split(";"):
-                k, _, v = p.strip().partition("=")
-                if k == "q":
-                    try:
-                        q = float(v)
-                    except ValueError:
-                        q = 0.0
-            ranked.append((-q, i, media.strip()))
-        for _, _, media in sorted(ranked):
-            kind = _kind_of(media)
-            if kind is not None:
-                return Format(kind, pretty or media.strip().lower() == "text/html")
+        found = _accepted(accept)
+        if found is not None:
+            return Format(found[0], pretty or found[1])
     return Format("xml", pretty)
+
+
+@lru_cache(maxsize=256)
+def _accepted(accept: str) -> tuple[Kind, bool] | None:
+    """The FHIR format an Accept header prefers (and whether as HTML), or None (a client sends the same few)."""
+    ranked = []
+    for i, part in enumerate(accept.split(",")):
+        media, _, params = part.partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, media.strip()))
+    for _, _, media in sorted(ranked):
+        kind = _kind_of(media)
+        if kind is not None:
+            return kind, media.strip().lower() == "text/html"
+    return None
 
 
 def request_format(request: web.Request) -> Format:
