@@ -10,24 +10,35 @@ so totals are per identity.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
+from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, func, literal_column, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.selectable import NamedFromClause as Alias
 
 from dsf_core.errors import InvalidRequest
 from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import DateError, date_range
-from dsf_core.fhir.element_names import names_for, projection_keys
 from dsf_core.fhir.indexing import normalize, parse_reference
 from dsf_core.fhir.search_params import SearchParam, params_for
 from dsf_core.fhir.search_request import SPECIAL, Criterion, SearchRequest, parse_search
+from dsf_core.fhir.search_subset import page_columns, subset_projection, take_subsets
 from dsf_core.fhir.storage.schema import resources, search_index
 from dsf_core.fhir.storage.store import RESOURCE_COLUMNS, ReadTx, Stored
 
@@ -418,14 +429,14 @@ async def execute_search(
     # instead of skipping every earlier match again.
     cursor = request.after if not request.sort else None
     by_rid = driver is not None and not request.sort
-    projection = _projection(tx, request)
+    projection = subset_projection(tx.dialect, request)
     page_key = (driver, request.sort, request.count, None if cursor else request.page, projection)
     stmt = built.pages.get(page_key)
     if stmt is None:
         if by_rid:
             assert driver is not None
             where = _where(built, request.type, driver, page=True, after_rid=bool(cursor))
-            stmt = select(*_columns(projection)).where(*where).order_by(resources.c.rid.asc()).limit(request.count)
+            stmt = select(*page_columns(projection)).where(*where).order_by(resources.c.rid.asc()).limit(request.count)
         else:
             # Walking: oldest first by _lastUpdated, which the (type, current, deleted,
             # last_updated) index delivers without sorting, so a page stops after its rows.
@@ -438,7 +449,7 @@ async def execute_search(
                 lu: Any = bindparam("after_lu")
                 rid: Any = bindparam("after_rid")
                 where += [resources.c.last_updated >= lu, or_(resources.c.last_updated > lu, resources.c.rid > rid)]
-            stmt = select(*_columns(projection)).where(*where).order_by(*order).limit(request.count)
+            stmt = select(*page_columns(projection)).where(*where).order_by(*order).limit(request.count)
         if not cursor:
             stmt = stmt.offset((request.page - 1) * request.count)
         if count_key is not None and len(built.pages) < 64:
@@ -457,7 +468,7 @@ async def execute_search(
     else:
         result.matches = [Stored.from_row(r) for r in (await tx.conn.execute(stmt, parameters)).all()]
     if projection is not None:
-        _take_subsets(result)
+        result.matches, result.subsetted = take_subsets(result.matches)
     if not request.sort and len(result.matches) == request.count:
         last = result.matches[-1]
         result.after = f"{last.last_updated}.{last.rid}"
@@ -466,57 +477,8 @@ async def execute_search(
     return result
 
 
-# ---------------------------------------------------------------- _elements in the database
-
-# SQLite (3.38+: the ``->`` operator) cuts a page's resources down to the requested _elements
-# itself: it copies the kept keys' JSON text as stored (decimals stay exact) and adds the
-# SUBSETTED tag to ``meta`` — no resource is parsed in Python.  A resource that carries the tag
-# already comes back whole, marked ``!``, for the server's subsetting.
-_SUBSETTED_TAG = (
-    '{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}'
-)
-_SQLITE_JSON_ARROW = tuple(int(p) for p in sqlite3.sqlite_version.split(".")[:2]) >= (3, 38)
-
-
-def _projection(tx: ReadTx, request: SearchRequest) -> tuple[str, ...] | None:
-    if not request.elements or tx.dialect != "sqlite" or not _SQLITE_JSON_ARROW:
-        return None
-    names = names_for(request.type, request.elements, request.type)
-    return projection_keys(request.type, names) if names is not None else None
-
-
-@lru_cache(maxsize=256)
-def _columns(projection: tuple[str, ...] | None) -> tuple[Any, ...]:
-    if projection is None:
-        return RESOURCE_COLUMNS
-    content = "resources.content"
-    kept = "".join(f""" || coalesce(',"{key}":' || ({content} -> '$.{key}'), '')""" for key in projection[1:])
-    head = """'{"resourceType":"' || resources.type || '","id":"' || resources.id || '","meta":' || """
-    subset: Any = literal_column(
-        f"""CASE WHEN json_type({content}, '$.meta.tag') IS NULL"""
-        f""" THEN {head}json_set(coalesce({content} -> '$.meta', '{{}}'), '$.tag', json('[{_SUBSETTED_TAG}]')){kept} || '}}'"""
-        f""" WHEN instr({content} -> '$.meta.tag', '"SUBSETTED"') = 0"""
-        f""" THEN {head}json_insert({content} -> '$.meta', '$.tag[#]', json('{_SUBSETTED_TAG}')){kept} || '}}'"""
-        f""" ELSE '!' || {content} END"""
-    ).label("content")
-    return (*(c for c in RESOURCE_COLUMNS if c is not resources.c.content), subset)
-
-
 #: Stored's fields in order, as result columns are named.
 _STORED_FIELDS = tuple(f.name for f in fields(Stored))
-
-
-def _take_subsets(result: SearchResult) -> None:
-    subsetted = set()
-    matches = []
-    for stored in result.matches:
-        if stored.content is not None and stored.content.startswith("!"):
-            stored = replace(stored, content=stored.content[1:])
-        else:
-            subsetted.add(stored.rid)
-        matches.append(stored)
-    result.matches = matches
-    result.subsetted = frozenset(subsetted)
 
 
 # Built statements by (criteria and who asks, type): constructing SQLAlchemy expressions costs more
