@@ -90,6 +90,10 @@ __all__ = ["Engine", "EngineError"]
 
 log = logging.getLogger("dsf.bpe.engine")
 
+#: Rounds of steps in a row that may end with tasks ready but no activity to run (timers falling
+#: due during an advance) before the instance fails instead of spinning.
+_MAX_SETTLING_ROUNDS = 1000
+
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -416,6 +420,7 @@ class Engine:
 
     async def _advance(self, instance: Instance) -> None:
         """Step, save, write Tasks, run activities — until the instance waits or ends (caller holds the lock)."""
+        settling = 0  # rounds in a row that ran no activity but left tasks ready
         while True:
             try:
                 run_engine_steps(instance.workflow)
@@ -442,8 +447,13 @@ class Engine:
                     # Timers that fell due while this advance ran (a slow activity) were fired
                     # by the refresh at the end of the steps; nothing else would run what they
                     # made ready, since the due-time index only knows timers still waiting.
+                    settling += 1
+                    if settling > _MAX_SETTLING_ROUNDS:  # a timer cycle faster than a round
+                        await self._fail(instance, f"timers keep tasks ready after {_MAX_SETTLING_ROUNDS} rounds of steps")
+                        return
                     continue
                 return
+            settling = 0
             try:
                 for user_task in user_tasks:
                     await open_user_task(user_task, self._user_task_context(instance, user_task))

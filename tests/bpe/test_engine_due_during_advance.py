@@ -9,8 +9,10 @@ branches' timeouts fell due while a seventh branch's timeout handler ran.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +159,47 @@ async def test_event_based_gateway_timeouts_falling_due_while_another_timeout_is
         view = await h.instance(instance_id)
         assert (view.status, view.next_due) == ("completed", None)
         assert elements() == ["HandleTimeout"] * 4 + ["Aggregate"]
+
+
+#: A reply awaited with a non-interrupting reminder every second that leads straight to an end.
+FAST_CYCLE = HEAD.format(name="cycle") + """
+  <bpmn:process id="dsfdev_fastCycle" isExecutable="true" camunda:versionTag="#{version}">
+    <bpmn:startEvent id="StartEvent"><bpmn:outgoing>F1</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="Message_start"/></bpmn:startEvent>
+    <bpmn:receiveTask id="AwaitReply" messageRef="Message_reply"><bpmn:incoming>F1</bpmn:incoming>
+      <bpmn:outgoing>F2</bpmn:outgoing></bpmn:receiveTask>
+    <bpmn:boundaryEvent id="Tick" attachedToRef="AwaitReply" cancelActivity="false"><bpmn:outgoing>F3</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeCycle xsi:type="bpmn:tFormalExpression">R/PT1S</bpmn:timeCycle>
+      </bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:endEvent id="TickEnd"><bpmn:incoming>F3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="EndEvent"><bpmn:incoming>F2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="F1" sourceRef="StartEvent" targetRef="AwaitReply"/>
+    <bpmn:sequenceFlow id="F2" sourceRef="AwaitReply" targetRef="EndEvent"/>
+    <bpmn:sequenceFlow id="F3" sourceRef="Tick" targetRef="TickEnd"/>
+  </bpmn:process>
+  <bpmn:message id="Message_start" name="start"/>
+  <bpmn:message id="Message_reply" name="reply"/>
+</bpmn:definitions>
+"""
+
+
+async def test_timers_that_fall_due_at_every_round_fail_the_instance_instead_of_spinning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dsf_core.bpe import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_MAX_SETTLING_ROUNDS", 5)
+    async with _harness(tmp_path, FAST_CYCLE) as h:
+        steps = engine_module.run_engine_steps
+
+        def slow_steps(workflow: Any) -> None:  # every round of steps takes a second
+            steps(workflow)
+            h.clock.advance(seconds=1)
+            workflow.refresh_timers()  # as the steps' own refresh would see it a second later
+
+        monkeypatch.setattr(engine_module, "run_engine_steps", slow_steps)
+        with caplog.at_level(logging.ERROR, logger="dsf.bpe.engine"):
+            instance_id = await h.start("dsfdev_fastCycle")
+        view = await h.instance(instance_id)
+        assert view.status == "failed"
+        assert "timers keep tasks ready after 5 rounds of steps" in caplog.text
