@@ -11,7 +11,9 @@ the parsed BPMN specs, SQLAlchemy's metadata, tens of MB that never become garba
 left behind, moves everything that survived into the permanent generation (``gc.freeze``, not
 walked by later collections) and raises the young threshold so a burst costs a few
 collections instead of dozens.  Reference counting still frees almost everything at once; the
-collector only finds cycles, which a node makes few of.
+collector only finds cycles, which a node makes few of.  The price: a frozen object that later
+ends up in unreachable cycles is never collected — start-up state is meant to live as long as
+the process, so that is a few objects at most (a replaced cache, a reloaded plugin's spec).
 """
 
 from __future__ import annotations
