@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -64,5 +65,34 @@ async def test_a_failing_checkpoint_leaves_writes_working(tmp_path: Path, monkey
         assert await _until(lambda: len(calls) >= 2 and store._checkpoint is None)
         await _write_tasks(store, 1)
         assert store.checkpoints == 0
+    finally:
+        await store.close()
+
+
+async def test_the_write_lock_is_taken_only_for_a_large_wal_that_a_checkpoint_could_not_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(store_module, "_WAL_RESTART_PAGES", 1000)
+    path = tmp_path / "fhir.sqlite"
+    store = await Store.open(f"sqlite:///{path}")
+    try:
+        # Checkpoints that finish (nobody reads an old snapshot): never under the write lock.
+        for _ in range(10):
+            await _write_tasks(store, 20)
+            await _until(lambda: store._checkpoint is None)
+        assert store.checkpoints >= 9 and store.locked_checkpoints == 0
+        # A reader holding an old snapshot keeps checkpoints from finishing: once the WAL is
+        # large, the lock is taken — not for every checkpoint.
+        reader = sqlite3.connect(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM resources").fetchone()
+        before = store.checkpoints
+        for _ in range(30):
+            await _write_tasks(store, 20)
+            await _until(lambda: store._checkpoint is None)
+        reader.rollback()
+        reader.close()
+        assert 1 <= store.locked_checkpoints < store.checkpoints - before
     finally:
         await store.close()
