@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from dsf_core.fhir.storage import store as store_module
+from dsf_core.fhir.storage import wal
 from dsf_core.fhir.storage.schema import resources
 from dsf_core.fhir.storage.store import Store
 
@@ -35,18 +35,18 @@ async def test_checkpoints_run_in_the_background_and_lose_nothing(tmp_path: Path
     try:
         raw = store.engine.sync_engine.raw_connection()
         try:
-            assert raw.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store_module._AUTOCHECKPOINT_PAGES
+            assert raw.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == wal.AUTOCHECKPOINT_PAGES
         finally:
             raw.close()
-        await _write_tasks(store, 2 * store_module._CHECKPOINT_EVERY + 1)
-        assert await _until(lambda: store.checkpoints >= 2)
+        await _write_tasks(store, 2 * wal.CHECKPOINT_EVERY + 1)
+        assert await _until(lambda: store.wal.checkpoints >= 2)
     finally:
         await store.close()
     reopened = await Store.open(url)
     try:
         async with reopened.read() as tx:
             count = (await tx.conn.execute(select(func.count()).select_from(resources).where(resources.c.type == "Task"))).scalar()
-        assert count == 2 * store_module._CHECKPOINT_EVERY + 1
+        assert count == 2 * wal.CHECKPOINT_EVERY + 1
     finally:
         await reopened.close()
 
@@ -55,16 +55,16 @@ async def test_a_failing_checkpoint_leaves_writes_working(tmp_path: Path, monkey
     store = await Store.open(f"sqlite:///{tmp_path / 'fhir.sqlite'}")
     calls: list[int] = []
 
-    def broken(self: Store) -> None:
+    def broken(self: wal.Checkpointer) -> None:
         calls.append(1)
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(Store, "_checkpoint_wal_sync", broken)
+    monkeypatch.setattr(wal.Checkpointer, "passive", broken)
     try:
-        await _write_tasks(store, 2 * store_module._CHECKPOINT_EVERY)
-        assert await _until(lambda: len(calls) >= 2 and store._checkpoint is None)
+        await _write_tasks(store, 2 * wal.CHECKPOINT_EVERY)
+        assert await _until(lambda: len(calls) >= 2 and store.wal.running is None)
         await _write_tasks(store, 1)
-        assert store.checkpoints == 0
+        assert store.wal.checkpoints == 0
     finally:
         await store.close()
 
@@ -72,27 +72,27 @@ async def test_a_failing_checkpoint_leaves_writes_working(tmp_path: Path, monkey
 async def test_the_write_lock_is_taken_only_for_a_large_wal_that_a_checkpoint_could_not_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "_CHECKPOINT_EVERY", 20)
-    monkeypatch.setattr(store_module, "_WAL_RESTART_PAGES", 1000)
+    monkeypatch.setattr(wal, "CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(wal, "RESTART_PAGES", 1000)
     path = tmp_path / "fhir.sqlite"
     store = await Store.open(f"sqlite:///{path}")
     try:
         # Checkpoints that finish (nobody reads an old snapshot): never under the write lock.
         for _ in range(10):
             await _write_tasks(store, 20)
-            await _until(lambda: store._checkpoint is None)
-        assert store.checkpoints >= 9 and store.locked_checkpoints == 0
+            await _until(lambda: store.wal.running is None)
+        assert store.wal.checkpoints >= 9 and store.wal.locked == 0
         # A reader holding an old snapshot keeps checkpoints from finishing: once the WAL is
         # large, the lock is taken — not for every checkpoint.
         reader = sqlite3.connect(path)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM resources").fetchone()
-        before = store.checkpoints
+        before = store.wal.checkpoints
         for _ in range(30):
             await _write_tasks(store, 20)
-            await _until(lambda: store._checkpoint is None)
+            await _until(lambda: store.wal.running is None)
         reader.rollback()
         reader.close()
-        assert 1 <= store.locked_checkpoints < store.checkpoints - before
+        assert 1 <= store.wal.locked < store.wal.checkpoints - before
     finally:
         await store.close()

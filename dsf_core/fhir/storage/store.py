@@ -26,20 +26,37 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Select, bindparam, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    Select,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dsf_core.errors import Conflict, PreconditionFailed
 from dsf_core.fhir.dates import format_instant
 from dsf_core.fhir.indexing import index_rows
-from dsf_core.fhir.xml import json_default
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import migrations, schema
 from dsf_core.fhir.storage.blobs import STALE_SECONDS, BlobInfo, BlobStore
 from dsf_core.fhir.storage.caches import TypeCache
 from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine, RawRow
-from dsf_core.fhir.storage.schema import read_access, resources, search_index, store_info
+from dsf_core.fhir.storage.schema import (
+    read_access,
+    resources,
+    search_index,
+    store_info,
+)
+from dsf_core.fhir.storage.wal import Checkpointer, defer_checkpoints
+from dsf_core.fhir.xml import json_default
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +142,6 @@ _INSERT_ACCESS = insert(read_access)
 
 _CHANNEL = "dsf_resources"
 
-# SQLite checkpoints: copying the WAL back into the database file ends in an fsync (~15 ms
-# here). Done by the committing connection (SQLite's default, every 1,000 WAL pages) it stalls
-# the event loop, and with it every request in flight. The store checkpoints on a worker
-# thread instead, every _CHECKPOINT_EVERY commits, alongside the writers. Under steady writes
-# such a checkpoint may not complete (frames arrive while it copies), and the WAL starts over
-# only after one that did: once an incomplete one leaves _WAL_RESTART_PAGES in the WAL, the
-# checkpoint runs once more holding the write lock (~13 ms), completes, and the next writer
-# starts the WAL over. Writers thus wait every few thousand
-# commits instead of every hundred (a stall every 100 creates is exactly the p99). The
-# committing connections checkpoint themselves only past _AUTOCHECKPOINT_PAGES (a safety net
-# for very large transactions).
-_CHECKPOINT_EVERY = 100
-_WAL_RESTART_PAGES = 4_096
-_AUTOCHECKPOINT_PAGES = 10_000
 
 # statement id -> (statement kept alive, SQL with $n placeholders, bind names in order, defaults)
 _PG_COMPILED: dict[int, tuple[Any, str, tuple[str, ...], dict[str, Any]]] = {}
@@ -382,11 +385,7 @@ class Store:
     _writer: InlineConnection | None = None  # SQLite: the connection every write goes through
     _reader: InlineConnection | None = None  # SQLite: the connection reads go through while it is free
     _reader_busy: bool = False
-    _commits: int = 0  # SQLite write transactions committed since the last checkpoint
-    _checkpoint: asyncio.Task[None] | None = None
-    #: SQLite checkpoints done on the worker thread, and how many had to finish under the write lock (for tests)
-    checkpoints: int = 0
-    locked_checkpoints: int = 0
+    wal: Checkpointer | None = None  # SQLite: checkpoints on a worker thread
 
     def __post_init__(self) -> None:
         self.blobs = BlobStore(self, self.binary_dir)
@@ -457,7 +456,7 @@ class Store:
                 create_engine(sync_url, pool_size=pool_size, max_overflow=10, connect_args={"check_same_thread": False})
             )
             configure_sqlite(engine.sync_engine)
-            _defer_checkpoints(engine.sync_engine)
+            defer_checkpoints(engine.sync_engine)
             dialect = "sqlite"
         else:
             engine = create_async_engine(
@@ -471,6 +470,8 @@ class Store:
             )
             dialect = "postgresql"
         store = cls(engine, dialect, clock, binary_dir)
+        if dialect == "sqlite":
+            store.wal = Checkpointer(engine.sync_engine, store._write_lock)
         try:
             await store.migrate()
             await store.blobs.open(store.store_id)
@@ -484,8 +485,8 @@ class Store:
         return store
 
     async def close(self) -> None:
-        if self._checkpoint is not None:
-            await self._checkpoint
+        if self.wal is not None:
+            await self.wal.wait()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.sync.close()
@@ -560,7 +561,8 @@ class Store:
                 async with conn.begin():
                     yield tx
                 self._publish(tx.events)
-            self._count_commit()
+            if self.wal is not None:
+                self.wal.committed()
             await self._after_commit(tx)
         else:
             async with self.engine.connect() as conn:
@@ -588,43 +590,6 @@ class Store:
         if writer is None:
             writer = self._writer = InlineConnection(self.engine.sync_engine.connect().execution_options(sqlite_immediate=True))
         return writer
-
-    def _count_commit(self) -> None:
-        self._commits += 1
-        if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None:
-            self._commits = 0
-            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
-
-    async def _checkpoint_wal(self) -> None:
-        """Checkpoint the SQLite WAL on a worker thread; writers wait, the event loop does not."""
-        try:
-            # The bulk (copy and fsync) alongside the writers, then what they added meanwhile
-            # under the write lock: the checkpoint completes, so the next writer starts the WAL over.
-            frames, copied = await asyncio.to_thread(self._checkpoint_wal_sync)
-            if copied < frames and frames >= _WAL_RESTART_PAGES:
-                async with self._write_lock:
-                    await asyncio.to_thread(self._checkpoint_wal_sync)
-                self.locked_checkpoints += 1
-            self.checkpoints += 1
-        except Exception:  # the next checkpoint (or SQLite's own, past _AUTOCHECKPOINT_PAGES) catches up
-            log.exception("SQLite checkpoint failed")
-        finally:
-            self._checkpoint = None
-
-    def _checkpoint_wal_sync(self) -> tuple[int, int]:
-        """One PASSIVE checkpoint: the pages the WAL holds and how many of them are copied back."""
-        raw = self.engine.sync_engine.raw_connection()
-        try:
-            cursor = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            try:
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        finally:
-            raw.close()
-        if row is None or row[1] is None or row[1] < 0:
-            return 0, 0
-        return int(row[1]), int(row[2])
 
     @staticmethod
     async def _after_commit(tx: WriteTx) -> None:
@@ -662,12 +627,6 @@ class Store:
         if info is not None:
             async for piece in self.blobs.read(info, start, end):
                 yield piece
-
-
-def _defer_checkpoints(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}").close()
 
 
 def configure_sqlite(engine: Engine) -> None:
