@@ -1,4 +1,8 @@
-"""SQLite reads share one kept-open connection while it is free; overlapping reads take pooled ones."""
+"""SQLite's kept-open connections.
+
+Writes share one: a failed write leaves nothing behind, a broken connection is replaced.
+Reads share another while it is free; overlapping reads take pooled ones.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from dsf_core.fhir.storage.store import Store
 
@@ -21,6 +26,37 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def _create(store: Store) -> str:
     async with store.write() as tx:
         return (await tx.create({"resourceType": "Task", "status": "draft", "intent": "order"})).id
+
+
+async def _exists(store: Store, id_: str) -> bool:
+    async with store.read() as tx:
+        return await tx.current("Task", id_) is not None
+
+
+async def test_a_failed_write_leaves_nothing_and_the_next_one_works(store: Store) -> None:
+    created: list[str] = []
+    with pytest.raises(RuntimeError):
+        async with store.write() as tx:
+            created.append((await tx.create({"resourceType": "Task", "status": "draft", "intent": "order"})).id)
+            raise RuntimeError("refused after the insert")
+    assert not await _exists(store, created[0])
+    assert await _exists(store, await _create(store))
+
+
+@pytest.mark.parametrize("damage", ["invalidated", "closed", "left-in-a-transaction"])
+async def test_a_broken_writer_is_replaced(store: Store, damage: str) -> None:
+    await _create(store)
+    writer = store._writer
+    assert writer is not None
+    if damage == "invalidated":
+        writer.sync.invalidate()
+    elif damage == "closed":
+        writer.sync.close()
+    else:
+        writer.sync.begin()
+        writer.sync.execute(text("SELECT 1"))
+    assert await _exists(store, await _create(store))
+    assert store._writer is not writer
 
 
 async def test_reads_see_every_commit_and_overlapping_reads_get_their_own_connection(store: Store) -> None:
