@@ -77,7 +77,8 @@ def projection_keys(type_: str, names: frozenset[str]) -> tuple[str, ...] | None
     for name in sorted(keep):
         forms = sorted(k for k, element in choices.items() if element == name) or [name]
         for form in forms:
-            keys += [] if form == "id" else [form]
+            if form != "id":  # the id comes from the row
+                keys.append(form)
             keys.append("_" + form)
     if not all(_KEY.match(k) for k in keys):
         return None
