@@ -462,6 +462,9 @@ async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(
             await tx.conn.execute(delete(search_index).where(search_index.c.param == "clinical-status"))
             await tx.conn.execute(delete(search_params_state).where(search_params_state.c.type == "Condition"))
             await tx.conn.execute(text("DROP INDEX ix_search_range"))
+            # schema 3's value index over every row, replaced by one over rows with a value
+            await tx.conn.execute(text("DROP INDEX ix_search_value_nn"))
+            await tx.conn.execute(text("CREATE INDEX ix_search_value ON search_index (type, param, value, system, rid)"))
     finally:
         await store.close()
 
@@ -478,7 +481,9 @@ async def test_start_up_adds_missing_indexes_and_reindexes_changed_types(
         assert sorted(tuple(r) for r in await clinical_status_rows()) == [(stored[0].rid, "active"), (stored[1].rid, "resolved")]
         async with store.engine.begin() as conn:
             indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("search_index"))
-            assert "ix_search_range" in {index["name"] for index in indexes}
+            names = {index["name"] for index in indexes}
+            assert {"ix_search_range", "ix_search_value_nn", "ix_search_norm_nn"} <= names
+            assert "ix_search_value" not in names
         async with store.engine.begin() as conn:
             assert await migrations.reindex_changed(conn) == []  # fingerprints recorded: nothing to do
     finally:
@@ -614,7 +619,7 @@ async def test_a_code_search_reads_the_value_index(store: DataStore, database_ur
         compiled = statement.compile(dialect=tx.conn.sync.dialect, compile_kwargs={"literal_binds": True})
         plan = [row[-1] for row in (await tx.conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()]
     assert any("USING INTEGER PRIMARY KEY" in step for step in plan), plan
-    assert any("COVERING INDEX ix_search_value (type=? AND param=? AND value=? AND system=?)" in step for step in plan), plan
+    assert any("COVERING INDEX ix_search_value_nn (type=? AND param=? AND value=? AND system=?)" in step for step in plan), plan
 
 
 async def test_internal_lookups_find_what_a_search_finds(store: DataStore) -> None:

@@ -3,7 +3,8 @@ whose parameters changed.
 
 ``create_all`` creates missing tables with their indexes, but neither a column nor an index added
 later to a table that exists; ``upgrade`` adds those (nullable columns only, e.g. ``blobs.location``
-of schema 3; ``CREATE INDEX`` on a large store takes a while, once).
+of schema 3; ``CREATE INDEX`` on a large store takes a while, once) and drop the indexes a later
+schema replaced (``RETIRED_INDEXES``).
 
 Index rows are written with each resource, from the registry as it was then.  When a parameter
 of a type is added or its paths change, the rows of resources stored before are missing or
@@ -56,10 +57,25 @@ def _add_missing_columns(sync_conn: Any) -> None:
             sync_conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {type_}"))
 
 
+#: indexes earlier schemas had and this one replaced (dropped at start-up)
+RETIRED_INDEXES = ("ix_search_value", "ix_search_norm")
+
+
 def _create_missing_indexes(sync_conn: Any) -> None:
+    present = {name for table in metadata.sorted_tables for name in _index_names(sync_conn, table.name)}
     for table in metadata.sorted_tables:
         for index in table.indexes:
-            index.create(sync_conn, checkfirst=True)
+            if index.name not in present:
+                log.info("schema: creating index %s (on a large store this takes a while, once)", index.name)
+                index.create(sync_conn)
+    for name in RETIRED_INDEXES:
+        if name in present:
+            log.info("schema: dropping the index %s (replaced)", name)
+            sync_conn.execute(text(f"DROP INDEX {name}"))
+
+
+def _index_names(sync_conn: Any, table: str) -> set[str]:
+    return {str(index["name"]) for index in inspect(sync_conn).get_indexes(table)}
 
 
 def fingerprints() -> dict[str, str]:

@@ -18,7 +18,9 @@
   (``migrations.py``).
 * ``schema_version`` — migrations applied at start-up.  2: ``search_params_state`` and
   ``ix_search_range`` (indexes added to existing tables are created by ``migrations.py``);
-  3: ``blobs.location`` and ``store_info`` (columns added to existing tables too).
+  3: ``blobs.location`` and ``store_info`` (columns added to existing tables too); 4: the value
+  and norm indexes of ``search_index`` only over rows that have them (``ix_search_value_nn``,
+  ``ix_search_norm_nn`` replace ``ix_search_value``, ``ix_search_norm``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -86,8 +88,28 @@ search_index = Table(
     Column("low", BigInteger, nullable=True),
     Column("high", BigInteger, nullable=True),
     # rid last: the indexes cover "which rows have this value", so search never touches the table rows.
-    Index("ix_search_value", "type", "param", "value", "system", "rid"),
-    Index("ix_search_norm", "type", "param", "norm", "rid"),
+    # Only rows that have the value: most rows have no norm (tokens, references) and dates have
+    # no value, and leaving them out makes writing a Task's index rows ~30 % cheaper. A search
+    # compares the column (=, LIKE), which implies it is not NULL, so both planners use them.
+    Index(
+        "ix_search_value_nn",
+        "type",
+        "param",
+        "value",
+        "system",
+        "rid",
+        sqlite_where=text("value IS NOT NULL"),
+        postgresql_where=text("value IS NOT NULL"),
+    ),
+    Index(
+        "ix_search_norm_nn",
+        "type",
+        "param",
+        "norm",
+        "rid",
+        sqlite_where=text("norm IS NOT NULL"),
+        postgresql_where=text("norm IS NOT NULL"),
+    ),
     Index("ix_search_rid", "rid", "param", "value", "system"),
     # dates and quantities: a range probe (Encounter?date=eq2024) reads the index, not the rows
     Index(
