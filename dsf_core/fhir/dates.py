@@ -69,13 +69,29 @@ def date_range(value: str) -> tuple[int, int]:
     return low_ms, high_ms
 
 
+# the second formatted last, per format (writes and their answers come many to a second); one
+# tuple, replaced whole, so threads never see a second with another second's text
+_INSTANT_SECOND: tuple[int | None, str] = (None, "")
+_HTTP_SECOND: tuple[int | None, str] = (None, "")
+
+
 def format_instant(ms: int) -> str:
     """Milliseconds since the epoch as a FHIR instant with millisecond precision (UTC)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+00:00"
+    global _INSTANT_SECOND
+    second, fraction = divmod(ms, 1000)
+    cached, text = _INSTANT_SECOND
+    if cached != second:
+        text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _INSTANT_SECOND = (second, text)
+    return f"{text}{fraction:03d}+00:00"
 
 
 def format_http_date(ms: int) -> str:
     """Milliseconds since the epoch as an HTTP date (Last-Modified)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    global _HTTP_SECOND
+    second = ms // 1000
+    cached, text = _HTTP_SECOND
+    if cached != second:
+        text = datetime.fromtimestamp(second, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        _HTTP_SECOND = (second, text)
+    return text
