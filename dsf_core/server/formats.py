@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,18 +113,31 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise InvalidRequest(f"invalid FHIR XML: {exc}") from None
 
 
-# A number with a fraction or an exponent where JSON puts values: after a key's colon, an array's
-# bracket or a comma.  Digits inside strings ("12:00:00.123", "|1.0") rarely look like that; when
-# they do, the exact parser runs for nothing — never the other way round.
-_DECIMAL = re.compile(rb'(?:"\s*:|[\[,])\s*-?\d+(?:\.\d|[eE])')
-
-
 def loads_exact(data: bytes | str) -> Any:
-    """Parse JSON keeping FHIR decimals exact (``1.50`` stays ``1.50``): Decimal where a fraction occurs."""
-    raw = data.encode() if isinstance(data, str) else data
-    if _DECIMAL.search(raw) is None:
-        return orjson.loads(raw)  # fast path: no decimal fraction anywhere
-    return json.loads(raw, parse_float=decimal.Decimal)
+    """Parse JSON keeping FHIR decimals exact (``1.50`` stays ``1.50``): Decimal where a fraction occurs.
+
+    orjson parses first (a Task in ~7 µs); only a document in which it found a number with a
+    fraction or an exponent (a float) is parsed again by the standard library, with Decimals.
+    """
+    value = orjson.loads(data)
+    if _has_float(value):
+        return json.loads(data, parse_float=decimal.Decimal)
+    return value
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is float:
+            return True
+    return False
 
 
 def dumps(value: Any, fmt: Format) -> bytes:

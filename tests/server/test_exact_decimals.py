@@ -1,4 +1,4 @@
-"""loads_exact: decimals stay as written wherever JSON puts numbers; digits inside strings cost nothing."""
+"""loads_exact: decimals stay as written wherever JSON puts numbers, however deep; digits inside strings cost nothing."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dsf_core.server import formats
         (b'{"v": -0.50}', {"v": Decimal("-0.50")}),
         (b'{"v":1e5}', {"v": Decimal("1E+5")}),
         (b'{"q":{"value":0.0}}', {"q": {"value": Decimal("0.0")}}),
+        (b'{"e":[{"x":[[{"y":2.5E-3}]]}]}', {"e": [{"x": [[{"y": Decimal("2.5E-3")}]]}]}),
     ],
 )
 def test_decimals_are_exact(text: bytes, expected: object) -> None:
