@@ -46,7 +46,8 @@ async def test_a_failed_write_leaves_nothing_and_the_next_one_works(store: Store
 @pytest.mark.parametrize("damage", ["invalidated", "closed", "left-in-a-transaction"])
 async def test_a_broken_writer_is_replaced(store: Store, damage: str) -> None:
     await _create(store)
-    writer = store._writer
+    assert store.group is not None
+    writer = store.group.writer
     assert writer is not None
     if damage == "invalidated":
         writer.sync.invalidate()
@@ -56,7 +57,7 @@ async def test_a_broken_writer_is_replaced(store: Store, damage: str) -> None:
         writer.sync.begin()
         writer.sync.execute(text("SELECT 1"))
     assert await _exists(store, await _create(store))
-    assert store._writer is not writer
+    assert store.group.writer is not writer
 
 
 async def test_reads_see_every_commit_and_overlapping_reads_get_their_own_connection(store: Store) -> None:

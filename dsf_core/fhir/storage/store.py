@@ -7,7 +7,9 @@ file removals a permanent delete asks for (``WriteTx.after_commit``).  Binary pa
 ``Store.blobs`` (``blobs.py``: files in ``binary_dir``, or chunk rows).
 
 Concurrency: SQLite has one writer, so writes of a process are serialised by an
-asyncio lock (and ``BEGIN IMMEDIATE`` guards against other processes).  On PostgreSQL
+asyncio lock (and ``BEGIN IMMEDIATE`` guards against other processes); the writes of a
+few event-loop turns share one transaction, each in its own savepoint, and return once
+it has committed (``group_commit.py``).  On PostgreSQL
 writers run concurrently; uniqueness checks take ``pg_advisory_xact_lock`` on the
 key they protect (``WriteTx.lock``) so two transactions cannot both see "absent",
 and the current row of an id is locked ``FOR UPDATE`` before a new version is added.
@@ -48,6 +50,7 @@ from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import migrations, schema
 from dsf_core.fhir.storage.blobs import STALE_SECONDS, BlobInfo, BlobStore
 from dsf_core.fhir.storage.caches import TypeCache
+from dsf_core.fhir.storage.group_commit import GroupCommit
 from dsf_core.fhir.storage.inline import InlineConnection, InlineEngine, RawRow
 from dsf_core.fhir.storage.schema import (
     read_access,
@@ -382,7 +385,7 @@ class Store:
     _last_ts: int = 0
     _caches: dict[str, TypeCache] = field(default_factory=dict)
     _listener: Any = None  # asyncpg connection LISTENing for other workers' writes
-    _writer: InlineConnection | None = None  # SQLite: the connection every write goes through
+    group: GroupCommit | None = None  # SQLite: the write connection and the writes committed together
     _reader: InlineConnection | None = None  # SQLite: the connection reads go through while it is free
     _reader_busy: bool = False
     wal: Checkpointer | None = None  # SQLite: checkpoints on a worker thread
@@ -472,12 +475,15 @@ class Store:
         store = cls(engine, dialect, clock, binary_dir)
         if dialect == "sqlite":
             store.wal = Checkpointer(engine.sync_engine, store._write_lock)
+            store.group = GroupCommit(engine.sync_engine, store._write_lock, store._committed)
         try:
             await store.migrate()
             await store.blobs.open(store.store_id)
             # One process owns a SQLite store; PostgreSQL workers may be writing payloads right now.
             await store.blobs.sweep(stale_seconds=0.0 if dialect == "sqlite" else STALE_SECONDS)
         except BaseException:
+            if store.group is not None:
+                await store.group.close()
             await engine.dispose()
             raise
         if dialect == "postgresql":
@@ -485,11 +491,10 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self.group is not None:
+            await self.group.close()
         if self.wal is not None:
             await self.wal.wait()
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.sync.close()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             reader.sync.close()
@@ -554,15 +559,13 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTx]:
-        if self.dialect == "sqlite":
-            async with self._write_lock:
-                conn = self._sqlite_writer()
-                tx = WriteTx(self, conn)
-                async with conn.begin():
-                    yield tx
-                self._publish(tx.events)
-            if self.wal is not None:
-                self.wal.committed()
+        if self.group is not None:
+            async with self.group.join() as member:
+                tx = WriteTx(self, member.conn)
+                yield tx
+                member.payload = tx.events
+                # this process's caches at once; again at the commit (a read may refill them before)
+                self.invalidate({ev.stored.type for ev in tx.events})
             await self._after_commit(tx)
         else:
             async with self.engine.connect() as conn:
@@ -576,20 +579,12 @@ class Store:
                 self._publish(tx.events)
             await self._after_commit(tx)
 
-    def _sqlite_writer(self) -> InlineConnection:
-        """The connection SQLite writes go through, kept open (called under the write lock).
-
-        SQLite has one writer anyway; checking a connection out of the pool and back for every
-        write cost more than inserting a Task.  A connection that broke, or that a failed rollback
-        left inside a transaction, is replaced.
-        """
-        writer = self._writer
-        if writer is not None and (writer.sync.closed or writer.sync.invalidated or writer.sync.in_transaction()):
-            writer.sync.close()
-            writer = None
-        if writer is None:
-            writer = self._writer = InlineConnection(self.engine.sync_engine.connect().execution_options(sqlite_immediate=True))
-        return writer
+    def _committed(self, groups: list[list[ResourceEvent]]) -> None:
+        """SQLite: a group of writes committed (``GroupCommit.on_commit``)."""
+        for events in groups:
+            self._publish(events)
+        if self.wal is not None:
+            self.wal.committed()
 
     @staticmethod
     async def _after_commit(tx: WriteTx) -> None:
