@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dsf_core.fhir import numbers
 from dsf_core.fhir.dates import MAX_MS, MIN_MS, DateError, date_range
@@ -32,8 +32,7 @@ _REFERENCE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
+class IndexRow(NamedTuple):
     param: str
     system: str | None = None
     value: str | None = None
@@ -90,6 +89,10 @@ def values_at(resource: Any, path: str) -> Iterator[Any]:
     steps = _PATHS.get(path)
     if steps is None:
         steps = _PATHS[path] = _split_path(path)
+    yield from _values(resource, steps)
+
+
+def _values(resource: Any, steps: list[tuple[str, str | None, str | None]]) -> list[Any]:
     current: list[Any] = [resource]
     for name, key, val in steps:
         nxt: list[Any] = []
@@ -104,7 +107,7 @@ def values_at(resource: Any, path: str) -> Iterator[Any]:
                     continue
                 nxt.append(item)
         current = nxt
-    yield from current
+    return current
 
 
 def _token_rows(name: str, value: Any) -> Iterator[IndexRow]:
@@ -183,33 +186,59 @@ def _date_rows(name: str, value: Any) -> Iterator[IndexRow]:
 
 def rows_for_param(param: SearchParam, resource: dict[str, Any]) -> Iterator[IndexRow]:
     for path in param.paths:
-        for value in values_at(resource, path):
-            if param.type == "token":
-                yield from _token_rows(param.name, value)
-            elif param.type == "string":
-                if isinstance(value, str):
-                    yield IndexRow(param.name, None, value, normalize(value))
-            elif param.type == "uri":
-                if isinstance(value, str):
-                    yield IndexRow(param.name, None, value, value.split("|", 1)[0])
-            elif param.type == "reference":
-                yield from _reference_rows(param, value)
-            elif param.type == "date":
-                yield from _date_rows(param.name, value)
-            elif param.type == "quantity":
-                yield from _quantity_rows(param.name, value)
+        yield from _rows_at(param, values_at(resource, path))
+
+
+def _rows_at(param: SearchParam, values: Iterable[Any]) -> Iterator[IndexRow]:
+    for value in values:
+        if param.type == "token":
+            yield from _token_rows(param.name, value)
+        elif param.type == "string":
+            if isinstance(value, str):
+                yield IndexRow(param.name, None, value, normalize(value))
+        elif param.type == "uri":
+            if isinstance(value, str):
+                yield IndexRow(param.name, None, value, value.split("|", 1)[0])
+        elif param.type == "reference":
+            yield from _reference_rows(param, value)
+        elif param.type == "date":
+            yield from _date_rows(param.name, value)
+        elif param.type == "quantity":
+            yield from _quantity_rows(param.name, value)
+
+
+# per type: its parameter table and, per parameter, the first key of each path with the path's steps
+_Plan = tuple[dict[str, SearchParam], list[tuple[SearchParam, list[tuple[str, list[tuple[str, str | None, str | None]]]]]]]
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan(resource_type: str) -> _Plan:
+    params = params_for(resource_type)
+    plan = _PLANS.get(resource_type)
+    if plan is None or plan[0] is not params:
+        entries = []
+        for param in params.values():
+            paths = []
+            for path in param.paths:
+                steps = _split_path(path)
+                paths.append((steps[0][0], steps))
+            entries.append((param, paths))
+        plan = _PLANS[resource_type] = (params, entries)
+    return plan
 
 
 def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
     """All search-index rows of a resource (duplicates removed)."""
-    params = params_for(resource["resourceType"])
     seen: set[IndexRow] = set()
     rows: list[IndexRow] = []
-    for param in params.values():
-        for row in rows_for_param(param, resource):
-            if row not in seen:
-                seen.add(row)
-                rows.append(row)
+    for param, paths in _plan(resource["resourceType"])[1]:
+        for first, steps in paths:
+            if first not in resource:  # most parameters of a type are absent from a resource
+                continue
+            for row in _rows_at(param, _values(resource, steps)):
+                if row not in seen:
+                    seen.add(row)
+                    rows.append(row)
     return rows
 
 
