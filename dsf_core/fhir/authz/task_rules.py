@@ -109,14 +109,22 @@ async def _check_requested(tx: WriteTx, identity: Identity, task: dict[str, Any]
     canonical = task.get("instantiatesCanonical")
     match = _CANONICAL.match(canonical) if isinstance(canonical, str) else None
     assert match is not None
-    definition = await _activity_definition(tx, match["url"], match["version"])
-    if definition is None:
-        raise Forbidden(f"no draft or active ActivityDefinition for {canonical}")
-    recipient = await _local_recipient(tx, local_identifier)
+    message_name = str(_inputs(task, "message-name")[0]["valueString"])
     profiles = [p for p in (task.get("meta") or {}).get("profile") or () if isinstance(p, str)]
-    ok, reason = is_authorized(
-        definition, str(_inputs(task, "message-name")[0]["valueString"]), profiles, identity, recipient
+    # The decision depends on nothing else; peers send the same few combinations again and again.
+    decisions = tx.store.type_cache(
+        "task-authorizations", "ActivityDefinition", "Organization", "OrganizationAffiliation"
     )
+    key = (match["url"], match["version"], message_name, tuple(profiles), identity, local_identifier)
+    decision: tuple[bool, str] | None = decisions.get(key)
+    if decision is None:
+        definition = await _activity_definition(tx, match["url"], match["version"])
+        if definition is None:
+            raise Forbidden(f"no draft or active ActivityDefinition for {canonical}")
+        recipient = await _local_recipient(tx, local_identifier)
+        decision = is_authorized(definition, message_name, profiles, identity, recipient)
+        decisions.put(key, decision)
+    ok, reason = decision
     if not ok:
         raise Forbidden(f"Task not authorized: {reason}")
     return f"Task.status requested, {reason}"
