@@ -24,12 +24,24 @@ class DateError(ValueError):
     pass
 
 
+_OFFSETS: dict[str | None, timedelta] = {}
+_MINUTE, _SECOND = timedelta(minutes=1), timedelta(seconds=1)
+# the span of a time with n fraction digits (n ≥ 1)
+_FRACTION_STEPS = [timedelta(microseconds=max(1, 10 ** (6 - min(n, 6)))) for n in range(10)]
+
+
 def _tz_offset(tz: str | None) -> timedelta:
-    if not tz or tz == "Z":
-        return timedelta(0)
-    sign = 1 if tz[0] == "+" else -1
-    hours, minutes = tz[1:].split(":")
-    return sign * timedelta(hours=int(hours), minutes=int(minutes))
+    offset = _OFFSETS.get(tz)
+    if offset is None:
+        if not tz or tz == "Z":
+            offset = timedelta(0)
+        else:
+            sign = 1 if tz[0] == "+" else -1
+            hours, minutes = tz[1:].split(":")
+            offset = sign * timedelta(hours=int(hours), minutes=int(minutes))
+        if len(_OFFSETS) < 1000:
+            _OFFSETS[tz] = offset
+    return offset
 
 
 def date_range(value: str) -> tuple[int, int]:
@@ -37,31 +49,29 @@ def date_range(value: str) -> tuple[int, int]:
     match = _DATE.match(value.strip())
     if not match:
         raise DateError(f"not a FHIR date/dateTime: {value!r}")
-    g = match.groupdict()
-    year = int(g["y"])
+    y, m, d, hour, minute, second, fraction, tz = match.group("y", "m", "d", "H", "M", "S", "f", "tz")
+    year = int(y)
     try:
-        if g["m"] is None:
+        if m is None:
             low = datetime(year, 1, 1, tzinfo=UTC)
             high = datetime(year + 1, 1, 1, tzinfo=UTC)
-        elif g["d"] is None:
-            month = int(g["m"])
+        elif d is None:
+            month = int(m)
             low = datetime(year, month, 1, tzinfo=UTC)
             high = low + timedelta(days=calendar.monthrange(year, month)[1])
-        elif g["H"] is None:
-            low = datetime(year, int(g["m"]), int(g["d"]), tzinfo=UTC)
+        elif hour is None:
+            low = datetime(year, int(m), int(d), tzinfo=UTC)
             high = low + timedelta(days=1)
         else:
-            fraction = g["f"] or ""
             micro = int((fraction + "000000")[:6]) if fraction else 0
-            naive = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"] or 0), micro)
-            low = (naive - _tz_offset(g["tz"])).replace(tzinfo=UTC)
-            if g["S"] is None:
-                step = timedelta(minutes=1)
+            naive = datetime(year, int(m), int(d), int(hour), int(minute), int(second or 0), micro)
+            low = (naive - _tz_offset(tz)).replace(tzinfo=UTC)
+            if second is None:
+                high = low + _MINUTE
             elif not fraction:
-                step = timedelta(seconds=1)
+                high = low + _SECOND
             else:
-                step = timedelta(microseconds=max(1, 10 ** (6 - min(len(fraction), 6))))
-            high = low + step
+                high = low + _FRACTION_STEPS[min(len(fraction), 9)]
     except ValueError as exc:
         raise DateError(f"not a valid date: {value!r} ({exc})") from exc
     low_ms = int(low.timestamp() * 1000)
