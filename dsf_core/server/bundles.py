@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -10,6 +9,7 @@ from urllib.parse import urlencode
 import orjson
 
 from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.ids import new_id
 from dsf_core.fhir.search import SearchRequest, SearchResult
 from dsf_core.fhir.search_request import AFTER
 from dsf_core.fhir.storage.store import Stored
@@ -71,7 +71,7 @@ def searchset(base_url: str, request: SearchRequest, result: SearchResult, now_m
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "meta": {"lastUpdated": format_instant(now_ms)},
         "type": "searchset",
         "total": result.total,
@@ -102,7 +102,7 @@ def history(
         items.append(item)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "meta": {"lastUpdated": format_instant(now_ms)},
         "type": "history",
         "total": total,

@@ -13,7 +13,6 @@ in ``Bundle.entry.response`` and the others go on.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +22,7 @@ import orjson
 from dsf_core.errors import DsfError, InvalidRequest, NotFound, PreconditionFailed, outcome_of
 from dsf_core.fhir.authz import rules
 from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.ids import new_id
 from dsf_core.fhir.indexing import walk_references
 from dsf_core.fhir.search import criterion_clause, find_internal, parse_search
 from dsf_core.fhir.storage.store import Stored, WriteTx
@@ -134,7 +134,7 @@ async def _run_transaction(ctx: Ctx, entries: list[_Entry]) -> None:
                     if found:
                         e.result = WriteResult(200, found[0], "exists already")
                         e.target_id = found[0].id
-                e.target_id = e.target_id or str(uuid.uuid4())
+                e.target_id = e.target_id or new_id()
             elif e.method == "PUT":
                 if e.id is not None:
                     e.target_id = e.id
@@ -150,7 +150,7 @@ async def _run_transaction(ctx: Ctx, entries: list[_Entry]) -> None:
         new_ids: dict[int, str] = {}
         for e in entries:
             if e.method == "PUT" and e.target_id is None:
-                new_ids[e.index] = str(uuid.uuid4())
+                new_ids[e.index] = new_id()
                 if e.full_url:
                     ids[str(e.full_url)] = f"{e.type}/{new_ids[e.index]}"
 
@@ -247,7 +247,7 @@ async def process(ctx: Ctx, bundle: dict[str, Any], *, strict: bool) -> dict[str
                 response_entries.append(_response_entry(ctx, e, e.result))
         return {
             "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "meta": {"lastUpdated": now},
             "type": "transaction-response",
             "entry": response_entries,
@@ -272,7 +272,7 @@ async def process(ctx: Ctx, bundle: dict[str, Any], *, strict: bool) -> dict[str
             out.append({"response": {"status": f"{exc.status}", "outcome": outcome_of(exc)}})
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "meta": {"lastUpdated": now},
         "type": "batch-response",
         "entry": out,

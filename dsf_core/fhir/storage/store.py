@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dsf_core.errors import Conflict, PreconditionFailed
 from dsf_core.fhir.dates import format_instant
+from dsf_core.fhir.ids import new_id
 from dsf_core.fhir.indexing import index_rows
 from dsf_core.fhir.read_access import read_access_of
 from dsf_core.fhir.storage import migrations, schema
@@ -290,12 +291,12 @@ class WriteTx(ReadTx):
 
     async def create(self, resource: dict[str, Any], *, id_: str | None = None, blob_id: str | None = None) -> Stored:
         """Store version 1 of a new resource (a fresh UUID unless ``id_`` is given)."""
-        new_id = id_ or str(uuid.uuid4())
-        if id_ is not None and await self.current(resource["resourceType"], new_id) is not None:
-            raise Conflict(f"{resource['resourceType']}/{new_id} exists already")
+        created_id = id_ or new_id()
+        if id_ is not None and await self.current(resource["resourceType"], created_id) is not None:
+            raise Conflict(f"{resource['resourceType']}/{created_id} exists already")
         if blob_id is not None:
             await self.store.blobs.link(self, blob_id)
-        return await self._insert_version(resource, new_id, 1, "POST", blob_id)
+        return await self._insert_version(resource, created_id, 1, "POST", blob_id)
 
     async def update(
         self,
