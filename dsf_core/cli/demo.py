@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from dsf_core.cli.main import CommandError
+from dsf_core.cli.main import CommandError, configure_logging
 
 if TYPE_CHECKING:
     from dsf_core.demo import Demo
@@ -44,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.patients < 1:
         raise CommandError("--patients must be at least 1")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if args.directory is not None:
         args.directory.mkdir(parents=True, exist_ok=True)
         return asyncio.run(_run(args, args.directory))

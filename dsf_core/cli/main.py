@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,23 @@ GROUPS: tuple[str, ...] = ("demo", "pki", "fhir", "node", "network", "data", "ke
 
 class CommandError(Exception):
     """A command failed for a reason the user can fix; printed without a traceback."""
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Log lines to stderr in :data:`LOG_FORMAT`.
+
+    The format names no source file, line, thread or process, so logging does not look them up
+    for every record (the optimisation the logging HOWTO describes): a sixth of a line's cost,
+    and the mailbox writes an audit line for every request.
+    """
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsf_core.cli.main import CommandError
+from dsf_core.cli.main import CommandError, configure_logging
 from dsf_core.network import (
     DEFAULT_ORGANIZATIONS,
     DEFAULT_PARENT,
@@ -112,11 +112,10 @@ def _print_summary(layout: NetworkLayout, directory: Path) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from dsf_core.network import load_network
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         layout = load_network(args.directory)
     except NetworkError as exc:

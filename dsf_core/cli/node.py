@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
-from dsf_core.cli.main import CommandError
+from dsf_core.cli.main import CommandError, configure_logging
 from dsf_core.settings import Settings, SettingsError, load_settings
 
 
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:
