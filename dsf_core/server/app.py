@@ -22,7 +22,7 @@ from dsf_core.fhir.storage.store import Clock, Store, system_clock
 from dsf_core.server import keys
 from dsf_core.server.identify import IdentityResolver
 from dsf_core.server.initial import load_initial
-from dsf_core.server.middleware import errors_middleware, identity_middleware
+from dsf_core.server.middleware import request_middleware
 from dsf_core.server.routes import add_routes
 from dsf_core.server.websocket import SubscriptionManager
 from dsf_core.settings import Settings, SettingsError
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, identity_middleware],
+        middlewares=[request_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
