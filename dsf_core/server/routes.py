@@ -266,12 +266,14 @@ ROUTES: tuple[Route, ...] = (
     ("POST", "", system_post),
     ("POST", "/", system_post),
     ("GET", "/_history", history_system),
-    ("GET", "/{type}/_history", history_type),
+    # "/{type}" first of the patterns: aiohttp tries them in order, and create and search are
+    # the busiest (it matches one path segment, so it shadows none of the others)
     ("GET", "/{type}", search_type),
-    ("POST", "/{type}/_search", search_type),
     ("POST", "/{type}", create),
     ("PUT", "/{type}", conditional_update),
     ("DELETE", "/{type}", conditional_delete),
+    ("GET", "/{type}/_history", history_type),
+    ("POST", "/{type}/_search", search_type),
     ("GET", "/{type}/{id}", read),
     ("PUT", "/{type}/{id}", update),
     ("DELETE", "/{type}/{id}", delete),
