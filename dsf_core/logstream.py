@@ -12,9 +12,10 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from typing import TextIO
 
-__all__ = ["INTERVAL", "BatchedHandler", "BatchedStream"]
+__all__ = ["INTERVAL", "BatchedHandler", "BatchedStream", "LineFormatter"]
 
 INTERVAL = 0.1
 _LIMIT = 64 * 1024
@@ -85,3 +86,22 @@ class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def close(self) -> None:
         self.batched.flush()
         super().close()
+
+
+class LineFormatter(logging.Formatter):
+    """``logging.Formatter`` with the date of ``%(asctime)s`` formatted once a second (strftime
+    was half the cost of formatting a line); the text is the same."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second = -1
+        self._prefix = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:  # formatted under the handler's lock
+            self._prefix = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._prefix},{int(record.msecs):03d}"  # default_msec_format

@@ -6,7 +6,7 @@ import io
 import logging
 import time
 
-from dsf_core.logstream import BatchedHandler, BatchedStream
+from dsf_core.logstream import BatchedHandler, BatchedStream, LineFormatter
 
 
 def _logger(stream: BatchedStream, name: str) -> logging.Logger:
@@ -57,3 +57,14 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
     assert target.getvalue().startswith("INFO line 0000")
     stream.close()
     assert target.getvalue().count("\n") == 2000
+
+
+def test_the_line_formatter_writes_what_logging_s_own_formatter_writes() -> None:
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    ours, theirs = LineFormatter(fmt), logging.Formatter(fmt)
+    base = 1_795_431_312.0
+    for offset in (0.0, 0.0004, 0.072, 0.999, 1.0, 1.5, 61.25, 86_400.001, -0.5):
+        record = logging.LogRecord("dsf.audit", logging.INFO, __file__, 1, "line %s", ("x",), None)
+        record.created = base + offset
+        record.msecs = int((record.created - int(record.created)) * 1000)  # as LogRecord computes it
+        assert ours.format(record) == theirs.format(record), offset

@@ -33,10 +33,10 @@ def configure_logging(level: str) -> None:
     if root.handlers:  # configured already (a second command in one process, a test)
         root.setLevel(level.upper())
     else:
-        from dsf_core.logstream import BatchedHandler, BatchedStream
+        from dsf_core.logstream import BatchedHandler, BatchedStream, LineFormatter
 
         handler = BatchedHandler(BatchedStream(sys.stderr))
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(LineFormatter(LOG_FORMAT))
         logging.basicConfig(level=level.upper(), handlers=[handler])
     logging._srcfile = None
     logging.logThreads = False
