@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from dsf_core import loop as event_loop
 from dsf_core import pki
 
 CONTENT_TYPE = "application/fhir+json"
@@ -74,7 +75,10 @@ def main() -> None:
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--body-bytes", type=int, default=1500)
-    asyncio.run(serve(parser.parse_args()))
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the loop the node runs on by default (server.event_loop), so the floor is the same setup")
+    args = parser.parse_args()
+    event_loop.run(serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

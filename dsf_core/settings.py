@@ -62,6 +62,8 @@ class ServerSettings:
     max_binary_bytes: int = 0
     #: Seconds between pings on idle websocket subscriptions (keeps proxies from closing them).
     websocket_ping_seconds: float = 28.0
+    #: Event loop of ``dsf fhir start`` and ``dsf node start``: uvloop (less CPU a request) or asyncio.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 @dataclass(frozen=True)

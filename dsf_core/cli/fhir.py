@@ -7,6 +7,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from dsf_core import loop as event_loop
 from dsf_core.cli.main import CommandError, configure_logging
 from dsf_core.settings import Settings, SettingsError, load_settings
 
@@ -28,7 +29,7 @@ def _start(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     try:
-        asyncio.run(_serve(settings))
+        event_loop.run(_serve(settings), settings.server.event_loop)
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from dsf_core import loop as event_loop
 from dsf_core.cli.main import CommandError, configure_logging
 from dsf_core.settings import Settings, SettingsError, load_settings
 
@@ -39,7 +40,7 @@ def _start(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     if args.engine_only and not settings.engine.enabled:
         raise CommandError("--engine-only with engine.enabled = false leaves nothing to run")
-    asyncio.run(_serve(settings, mailbox=not args.engine_only))
+    event_loop.run(_serve(settings, mailbox=not args.engine_only), settings.server.event_loop)
     return 0
 
 
