@@ -24,26 +24,10 @@ from dsf_core.fhir.element_names import ALWAYS as _ALWAYS
 from dsf_core.fhir.element_names import element_of as _element_of
 from dsf_core.fhir.element_names import model_elements, names_for
 from dsf_core.fhir.xml import json_default
-from dsf_core.server.formats import loads_exact
+from dsf_core.server.formats import has_float, loads_exact
 
 SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 SUBSETTED = {"system": SUBSETTED_SYSTEM, "code": "SUBSETTED", "display": "subsetted"}
-
-
-def _has_fraction(value: Any) -> bool:
-    """Whether a decimal with a fraction (a float, as orjson parses it) is anywhere in ``value``."""
-    stack = [value]
-    pop, extend = stack.pop, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is dict:
-            extend(item.values())
-        elif kind is list:
-            extend(item)
-        elif kind is float:
-            return True
-    return False
 
 
 class _Picker:
@@ -89,7 +73,7 @@ def subset(content: str, names: Iterable[str]) -> str:
     resource = orjson.loads(content)
     picker = _picker(str(resource.get("resourceType")), names if isinstance(names, frozenset) else frozenset(names))
     picked = picker.pick(resource)
-    if _has_fraction(picked):
+    if has_float(picked):
         picked = picker.pick(loads_exact(content))
     meta = dict(picked.get("meta") or {})
     tags = meta.get("tag")

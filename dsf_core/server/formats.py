@@ -120,12 +120,13 @@ def loads_exact(data: bytes | str) -> Any:
     fraction or an exponent (a float) is parsed again by the standard library, with Decimals.
     """
     value = orjson.loads(data)
-    if _has_float(value):
+    if has_float(value):
         return json.loads(data, parse_float=decimal.Decimal)
     return value
 
 
-def _has_float(value: Any) -> bool:
+def has_float(value: Any) -> bool:
+    """Whether a number with a fraction or an exponent (a float, as orjson parses it) is anywhere in ``value``."""
     stack = [value]
     pop, extend = stack.pop, stack.extend
     while stack:
