@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from dsf_core import loop as event_loop
 from dsf_core import heap, pki
 from dsf_core.network import load_network
 
@@ -260,7 +261,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))
+    event_loop.run(serve(args))  # the loop `dsf node start` runs on (server.event_loop's default)
 
 
 if __name__ == "__main__":
