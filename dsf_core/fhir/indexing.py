@@ -81,18 +81,8 @@ def _split_path(path: str) -> list[tuple[str, str | None, str | None]]:
     return steps
 
 
-_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {}
-
-
-def values_at(resource: Any, path: str) -> Iterator[Any]:
-    """Every value at a dotted path; lists are flattened, ``name[key=value]`` filters."""
-    steps = _PATHS.get(path)
-    if steps is None:
-        steps = _PATHS[path] = _split_path(path)
-    yield from _values(resource, steps)
-
-
 def _values(resource: Any, steps: list[tuple[str, str | None, str | None]]) -> list[Any]:
+    """Every value at a split path (``_split_path``); lists are flattened, ``name[key=value]`` filters."""
     current: list[Any] = [resource]
     for name, key, val in steps:
         nxt: list[Any] = []
@@ -184,12 +174,8 @@ def _date_rows(name: str, value: Any) -> Iterator[IndexRow]:
         return  # structurally validated on write; an unparsable value is simply not searchable
 
 
-def rows_for_param(param: SearchParam, resource: dict[str, Any]) -> Iterator[IndexRow]:
-    for path in param.paths:
-        yield from _rows_at(param, values_at(resource, path))
-
-
 def _rows_at(param: SearchParam, values: Iterable[Any]) -> Iterator[IndexRow]:
+    """The index rows of one parameter for the values found at one of its paths."""
     for value in values:
         if param.type == "token":
             yield from _token_rows(param.name, value)
